@@ -1,1 +1,303 @@
+//! The COS protocol core: everything that knows COS exists.
+//!
+//! `ObjectClient` is the seam between the filesystem and the object store: one bucket per
+//! instance, with signing, the SSE policy, retries and integrity checks as properties of
+//! the instance, so callers cannot forget them. `http::CosHttpClient` is the real
+//! implementation (the only code that talks HTTP, through `request.rs`), `mem::MemStore`
+//! an in-memory one for tests of the layers above.
+
+pub mod config;
+pub mod crc64;
+pub mod error;
+pub mod http;
+pub mod mem;
+pub mod op;
+pub mod request;
+pub mod retry;
 pub mod sign;
+pub mod sse;
+pub mod xml;
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+pub use error::{CosError, CosErrorKind};
+pub use op::CosOp;
+pub use sse::{ReadKey, SsePolicy};
+
+/// The encryption COS reports for an object (from HEAD/GET response headers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Encryption {
+    #[default]
+    None,
+    /// SSE-COS (`AES256` or `SM4`).
+    CosManaged,
+    Kms {
+        key_id: Option<String>,
+    },
+    /// SSE-C; `key_md5` is the base64 MD5 of the key that opened it.
+    Customer {
+        key_md5: String,
+    },
+}
+
+/// What HEAD (or the headers of a GET) says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// The ETag with its quotes removed.
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub content_type: Option<String>,
+    /// `x-cos-meta-*` headers: lowercase suffix (without the prefix) → value.
+    pub user_meta: BTreeMap<String, String>,
+    /// `x-cos-hash-crc64ecma`, when COS sent it.
+    pub crc64: Option<u64>,
+    /// `x-cos-storage-class`; `None` means STANDARD.
+    pub storage_class: Option<String>,
+    pub encryption: Encryption,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub storage_class: Option<String>,
+}
+
+/// One page of GET Bucket (v1). Keys and prefixes are decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ListEntry>,
+    pub common_prefixes: Vec<String>,
+    /// The marker for the next page; `None` when the listing is complete.
+    pub next_marker: Option<String>,
+}
+
+/// Attributes of an object being created (PUT, Initiate, Copy with `Replaced`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    /// `x-cos-meta-*` suffix → value.
+    pub user_meta: BTreeMap<String, String>,
+}
+
+/// What COS answered to an object-creating request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub etag: String,
+    pub crc64: Option<u64>,
+}
+
+/// An upload id of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UploadId(pub String);
+
+/// One uploaded part, as needed by Complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+    /// CRC-64 of the part's data, computed locally; lets Complete verify the whole object.
+    pub crc64: Option<u64>,
+}
+
+/// A part as reported by List Parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// One page of List Parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPartsPage {
+    pub parts: Vec<PartInfo>,
+    /// `Some(marker)` when truncated.
+    pub next_part_number_marker: Option<u32>,
+}
+
+/// An in-progress multipart upload, from List Multipart Uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub key: String,
+    pub upload_id: UploadId,
+    pub initiated: Option<SystemTime>,
+}
+
+/// One page of List Multipart Uploads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListUploadsPage {
+    pub uploads: Vec<UploadInfo>,
+    /// `Some((key_marker, upload_id_marker))` when truncated.
+    pub next: Option<(String, String)>,
+}
+
+/// How a copy treats metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataDirective {
+    /// Keep the source's metadata.
+    Copy,
+    /// Replace it with these attributes (required when copying an object onto itself).
+    Replaced(PutOptions),
+}
+
+/// Keys of a multi-delete that COS did not delete, with its code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteFailures(pub Vec<(String, String)>);
+
+/// A streamed GET body: chunks arrive as the network delivers them.
+pub type ByteStream =
+    Pin<Box<dyn futures::Stream<Item = Result<Bytes, CosError>> + Send + 'static>>;
+
+/// The answer to a GET: the object's attributes and its (possibly ranged) body.
+pub struct GetResponse {
+    pub meta: ObjectMeta,
+    pub body: ByteStream,
+}
+
+impl GetResponse {
+    /// Reads the whole body into memory.
+    pub async fn collect(self) -> Result<Bytes, CosError> {
+        use futures::StreamExt;
+        let mut body = self.body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// The object operations cosmount needs, bound to one bucket. SSE, signing, retries and
+/// response checks are properties of the implementation, not parameters.
+pub trait ObjectClient: Send + Sync + 'static {
+    /// HEAD Bucket: the cheap reachability and credential check at mount time.
+    fn head_bucket(&self) -> impl Future<Output = Result<(), CosError>> + Send;
+
+    /// HEAD Object.
+    fn head(&self, key: &str) -> impl Future<Output = Result<ObjectMeta, CosError>> + Send;
+
+    /// GET Object, optionally a byte range (end exclusive). The body is streamed.
+    fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> impl Future<Output = Result<GetResponse, CosError>> + Send;
+
+    /// GET Bucket v1: one page.
+    fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        marker: Option<&str>,
+        max_keys: u32,
+    ) -> impl Future<Output = Result<ListPage, CosError>> + Send;
+
+    /// PUT Object (≤ 5 GiB), with Content-MD5 and a CRC-64 check of what COS stored.
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+    ) -> impl Future<Output = Result<PutResult, CosError>> + Send;
+
+    /// DELETE Object. A missing key is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), CosError>> + Send;
+
+    /// Delete Multiple Objects (quiet mode); at most 1000 keys per call.
+    fn delete_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<DeleteFailures, CosError>> + Send;
+
+    /// Server-side copy `src` → `dst`. Sources larger than the single-copy limit are
+    /// copied with multipart Upload Part - Copy. `src_size` avoids a HEAD when known.
+    fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        src_size: Option<u64>,
+        directive: &MetadataDirective,
+    ) -> impl Future<Output = Result<PutResult, CosError>> + Send;
+
+    /// Initiate Multipart Upload.
+    fn create_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> impl Future<Output = Result<UploadId, CosError>> + Send;
+
+    /// Upload Part (numbers 1..=10000). The body is sent again from its start on retries.
+    fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        number: u32,
+        body: Bytes,
+    ) -> impl Future<Output = Result<CompletedPart, CosError>> + Send;
+
+    /// Upload Part - Copy of `range` (end exclusive) of `src`.
+    fn upload_part_copy(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        number: u32,
+        src: &str,
+        range: Range<u64>,
+    ) -> impl Future<Output = Result<CompletedPart, CosError>> + Send;
+
+    /// Complete Multipart Upload; parts in ascending order. Verifies the ETag is present,
+    /// no `<Error>` hides in the 200, the SSE echo, and (when every part has a CRC) the
+    /// CRC-64 of the whole object.
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        parts: &[CompletedPart],
+    ) -> impl Future<Output = Result<PutResult, CosError>> + Send;
+
+    /// Abort Multipart Upload.
+    fn abort_multipart(
+        &self,
+        key: &str,
+        upload: &UploadId,
+    ) -> impl Future<Output = Result<(), CosError>> + Send;
+
+    /// List Parts: one page.
+    fn list_parts(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        part_number_marker: Option<u32>,
+    ) -> impl Future<Output = Result<ListPartsPage, CosError>> + Send;
+
+    /// List Multipart Uploads: one page.
+    fn list_uploads(
+        &self,
+        prefix: &str,
+        marker: Option<(&str, &str)>,
+    ) -> impl Future<Output = Result<ListUploadsPage, CosError>> + Send;
+}
+
+/// Shortest sizes COS accepts, used by the upload code and checked by `coslocal`.
+pub mod limits {
+    /// Minimum size of every part but the last (1 MiB).
+    pub const MIN_PART_SIZE: u64 = 1024 * 1024;
+    /// Maximum size of one part, one PUT and one single-request copy (5 GiB).
+    pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+    /// Maximum number of parts.
+    pub const MAX_PARTS: u32 = 10_000;
+    /// Maximum keys per listing page and per multi-delete.
+    pub const MAX_KEYS: u32 = 1000;
+}

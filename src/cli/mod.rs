@@ -1,0 +1,1 @@
+//! (in progress: owned by the CLI helper) The cosfs-compatible command line.

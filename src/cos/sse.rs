@@ -1,0 +1,545 @@
+//! `SsePolicy`: the one object that decides the server-side-encryption headers of every
+//! COS request, built once from configuration and immutable afterwards.
+//!
+//! `headers_for` matches exhaustively over [`CosOp`], so no request path can forget the
+//! headers and a new operation cannot compile without a decision (cos-api.md §3.2):
+//! SSE-COS and SSE-KMS headers go only on object-creating requests; the SSE-C triple goes
+//! on HEAD, GET, PUT, Initiate, Upload Part and the destination of copies; the copy-source
+//! triple on copies whose source is an SSE-C object. SSE-C keys form a history: the first
+//! key encrypts everything new, every key is tried for reads. Keys are secrets: they are
+//! zeroized on drop and never printed by `Debug`.
+
+use super::op::CosOp;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use md5::{Digest, Md5};
+use zeroize::Zeroizing;
+
+/// Header names, in the case the SDKs send them.
+pub const H_SSE: &str = "x-cos-server-side-encryption";
+pub const H_SSE_KMS_KEY_ID: &str = "x-cos-server-side-encryption-cos-kms-key-id";
+pub const H_SSE_CONTEXT: &str = "x-cos-server-side-encryption-context";
+pub const H_SSEC_ALGORITHM: &str = "x-cos-server-side-encryption-customer-algorithm";
+pub const H_SSEC_KEY: &str = "x-cos-server-side-encryption-customer-key";
+pub const H_SSEC_KEY_MD5: &str = "x-cos-server-side-encryption-customer-key-MD5";
+pub const H_SRC_SSEC_ALGORITHM: &str = "x-cos-copy-source-server-side-encryption-customer-algorithm";
+pub const H_SRC_SSEC_KEY: &str = "x-cos-copy-source-server-side-encryption-customer-key";
+pub const H_SRC_SSEC_KEY_MD5: &str = "x-cos-copy-source-server-side-encryption-customer-key-MD5";
+
+/// Why an SSE configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseConfigError {
+    #[error("SSE-C key on line {line} is {len} bytes; it must be exactly 32 raw bytes or the base64 of 32 bytes")]
+    BadKeyLength { line: usize, len: usize },
+    #[error("the SSE-C key file holds no key")]
+    NoKeys,
+    #[error("SSE-C requires HTTPS: COS refuses customer keys over plain http:// and sending one would expose it")]
+    CustomerKeyOverHttp,
+    #[error("SSE-KMS encryption context must be base64 of a JSON object: {0}")]
+    BadKmsContext(String),
+}
+
+/// One SSE-C key: the base64 of the 32 raw bytes (secret) and the base64 of their MD5.
+#[derive(Clone)]
+pub struct CustomerKey {
+    key_b64: Zeroizing<String>,
+    md5_b64: String,
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerKey")
+            .field("key", &"<redacted>")
+            .field("md5", &self.md5_b64)
+            .finish()
+    }
+}
+
+impl CustomerKey {
+    /// Builds a key from its 32 raw bytes.
+    pub fn from_raw(raw: &[u8]) -> Result<CustomerKey, SseConfigError> {
+        if raw.len() != 32 {
+            return Err(SseConfigError::BadKeyLength {
+                line: 1,
+                len: raw.len(),
+            });
+        }
+        Ok(CustomerKey {
+            key_b64: Zeroizing::new(B64.encode(raw)),
+            md5_b64: B64.encode(Md5::digest(raw)),
+        })
+    }
+
+    /// Accepts either exactly 32 raw bytes or the base64 text of 32 bytes (44 characters).
+    pub fn parse(text: &[u8]) -> Result<CustomerKey, SseConfigError> {
+        if text.len() == 32 {
+            return CustomerKey::from_raw(text);
+        }
+        if let Ok(decoded) = B64.decode(text) {
+            let decoded = Zeroizing::new(decoded);
+            if decoded.len() == 32 {
+                return CustomerKey::from_raw(&decoded);
+            }
+        }
+        Err(SseConfigError::BadKeyLength {
+            line: 1,
+            len: text.len(),
+        })
+    }
+
+    /// Builds a key from header values (base64 key and base64 MD5) as a server receives
+    /// them; `None` when they are not a valid pair.
+    pub fn from_headers(key_b64: &str, md5_b64: &str) -> Option<CustomerKey> {
+        let k = CustomerKey::parse(key_b64.as_bytes()).ok()?;
+        (k.md5_b64 == md5_b64).then_some(k)
+    }
+
+    /// The 32 raw key bytes.
+    pub fn raw(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(B64.decode(self.key_b64.as_bytes()).unwrap_or_default())
+    }
+
+    /// base64 of the key: only for putting into a request header.
+    pub fn key_b64(&self) -> &str {
+        &self.key_b64
+    }
+
+    /// base64(MD5(raw key)): safe to log, identifies the key.
+    pub fn md5_b64(&self) -> &str {
+        &self.md5_b64
+    }
+}
+
+/// Parses an SSE-C key file: one key per line (32 raw bytes or base64 of 32 bytes),
+/// `#` comments and blank lines ignored, a trailing `\r` stripped. Order is kept: the first
+/// key encrypts new objects.
+pub fn parse_key_file(contents: &[u8]) -> Result<Vec<CustomerKey>, SseConfigError> {
+    let mut keys = Vec::new();
+    for (i, line) in contents.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        // A base64 line may carry stray blanks from copy-paste; a raw key must not be touched.
+        let key = CustomerKey::parse(line).or_else(|_| CustomerKey::parse(line.trim_ascii()));
+        match key {
+            Ok(k) => keys.push(k),
+            Err(_) => {
+                return Err(SseConfigError::BadKeyLength {
+                    line: i + 1,
+                    len: line.len(),
+                })
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(SseConfigError::NoKeys);
+    }
+    Ok(keys)
+}
+
+/// The encryption a mount asks for.
+#[derive(Debug, Clone)]
+pub enum SseMode {
+    None,
+    /// SSE-COS: `x-cos-server-side-encryption: AES256`.
+    CosManaged,
+    /// SSE-KMS: `cos/kms` with an optional CMK id and base64 JSON context.
+    Kms {
+        key_id: Option<String>,
+        context: Option<String>,
+    },
+    /// SSE-C with a key history; `keys[0]` encrypts writes. Never empty.
+    Customer { keys: Vec<CustomerKey> },
+}
+
+/// How an existing object that a request reads is encrypted with a customer key: the
+/// target of HEAD/GET, or the source of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadKey {
+    /// Not SSE-C (plain, SSE-COS or SSE-KMS): no customer headers.
+    Plain,
+    /// SSE-C with the key at this index of the history.
+    Customer(usize),
+}
+
+/// One header the policy wants on a request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SseHeader {
+    pub name: &'static str,
+    pub value: String,
+    /// Set for the customer key itself: must be marked sensitive and never logged.
+    pub sensitive: bool,
+}
+
+impl std::fmt::Debug for SseHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v: &str = if self.sensitive {
+            "<redacted>"
+        } else {
+            &self.value
+        };
+        write!(f, "{}: {}", self.name, v)
+    }
+}
+
+/// The SSE policy. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SsePolicy {
+    mode: SseMode,
+}
+
+impl SsePolicy {
+    /// No encryption requested.
+    pub fn none() -> SsePolicy {
+        SsePolicy {
+            mode: SseMode::None,
+        }
+    }
+
+    /// Validates `mode` once. `https` says whether the endpoint is `https://`.
+    pub fn new(mode: SseMode, https: bool) -> Result<SsePolicy, SseConfigError> {
+        match &mode {
+            SseMode::Customer { keys } if keys.is_empty() => return Err(SseConfigError::NoKeys),
+            SseMode::Customer { .. } if !https => {
+                return Err(SseConfigError::CustomerKeyOverHttp)
+            }
+            SseMode::Kms {
+                context: Some(c), ..
+            } => {
+                let bytes = B64
+                    .decode(c)
+                    .map_err(|e| SseConfigError::BadKmsContext(e.to_string()))?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| SseConfigError::BadKmsContext(e.to_string()))?;
+                if !v.is_object() {
+                    return Err(SseConfigError::BadKmsContext("not a JSON object".into()));
+                }
+            }
+            _ => {}
+        }
+        Ok(SsePolicy { mode })
+    }
+
+    pub fn mode(&self) -> &SseMode {
+        &self.mode
+    }
+
+    /// Whether requests carry a customer key (and so must go over HTTPS).
+    pub fn uses_customer_keys(&self) -> bool {
+        matches!(self.mode, SseMode::Customer { .. })
+    }
+
+    /// The customer key history (empty unless SSE-C).
+    pub fn customer_keys(&self) -> &[CustomerKey] {
+        match &self.mode {
+            SseMode::Customer { keys } => keys,
+            _ => &[],
+        }
+    }
+
+    /// The order in which to try keys when reading an object of unknown encryption:
+    /// every key of the history in order, then no key (a plain object in the same bucket).
+    pub fn read_candidates(&self) -> Vec<ReadKey> {
+        let mut v: Vec<ReadKey> = (0..self.customer_keys().len())
+            .map(ReadKey::Customer)
+            .collect();
+        v.push(ReadKey::Plain);
+        v
+    }
+
+    /// The SSE headers of a request for `op`. `read` describes the existing object the
+    /// request reads: the HEAD/GET target or the copy source; it is ignored by operations
+    /// that read none.
+    pub fn headers_for(&self, op: CosOp, read: ReadKey) -> Vec<SseHeader> {
+        let mut h = Vec::new();
+        match op {
+            // Object-creating requests: choose the encryption of the new object.
+            CosOp::PutObject | CosOp::InitiateMultipart => self.push_create(&mut h),
+            CosOp::CopyObject => {
+                self.push_create(&mut h);
+                self.push_customer(&mut h, read, true);
+            }
+            // Reads of an existing object: the customer triple iff the object is SSE-C.
+            CosOp::HeadObject | CosOp::GetObject => self.push_customer(&mut h, read, false),
+            // Parts inherit SSE-COS/KMS from Initiate; SSE-C parts repeat the write key.
+            CosOp::UploadPart => self.push_write_customer(&mut h),
+            CosOp::UploadPartCopy => {
+                self.push_write_customer(&mut h);
+                self.push_customer(&mut h, read, true);
+            }
+            // Common headers only (cos-api.md §3.2).
+            CosOp::HeadBucket
+            | CosOp::ListObjects
+            | CosOp::DeleteObject
+            | CosOp::DeleteMultiple
+            | CosOp::CompleteMultipart
+            | CosOp::AbortMultipart
+            | CosOp::ListParts
+            | CosOp::ListMultipartUploads => {}
+        }
+        h
+    }
+
+    fn push_create(&self, h: &mut Vec<SseHeader>) {
+        match &self.mode {
+            SseMode::None => {}
+            SseMode::CosManaged => h.push(plain(H_SSE, "AES256")),
+            SseMode::Kms { key_id, context } => {
+                h.push(plain(H_SSE, "cos/kms"));
+                if let Some(id) = key_id {
+                    h.push(plain(H_SSE_KMS_KEY_ID, id));
+                }
+                if let Some(c) = context {
+                    h.push(plain(H_SSE_CONTEXT, c));
+                }
+            }
+            SseMode::Customer { .. } => self.push_write_customer(h),
+        }
+    }
+
+    fn push_write_customer(&self, h: &mut Vec<SseHeader>) {
+        if let Some(k) = self.customer_keys().first() {
+            push_triple(h, k, false);
+        }
+    }
+
+    fn push_customer(&self, h: &mut Vec<SseHeader>, read: ReadKey, source: bool) {
+        if let ReadKey::Customer(i) = read {
+            if let Some(k) = self.customer_keys().get(i) {
+                push_triple(h, k, source);
+            }
+        }
+    }
+
+    /// Checks the SSE headers COS echoed on a response to an object-creating request
+    /// (PUT, Initiate, Complete, Copy). `get` looks a response header up by lowercase name.
+    /// `Err` says what disagrees; the caller treats that as a failed upload.
+    pub fn check_echo(&self, op: CosOp, get: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+        let creates = match op {
+            CosOp::PutObject
+            | CosOp::InitiateMultipart
+            | CosOp::CompleteMultipart
+            | CosOp::CopyObject => true,
+            CosOp::HeadBucket
+            | CosOp::HeadObject
+            | CosOp::GetObject
+            | CosOp::ListObjects
+            | CosOp::DeleteObject
+            | CosOp::DeleteMultiple
+            | CosOp::UploadPart
+            | CosOp::UploadPartCopy
+            | CosOp::AbortMultipart
+            | CosOp::ListParts
+            | CosOp::ListMultipartUploads => false,
+        };
+        if !creates {
+            return Ok(());
+        }
+        let sse = get("x-cos-server-side-encryption");
+        match &self.mode {
+            // A bucket may encrypt by default; asking for nothing accepts anything.
+            SseMode::None => Ok(()),
+            SseMode::CosManaged => match sse.as_deref() {
+                Some("AES256") | Some("SM4") => Ok(()),
+                other => Err(format!("asked for SSE-COS (AES256), COS answered {other:?}")),
+            },
+            SseMode::Kms { key_id, .. } => {
+                if sse.as_deref() != Some("cos/kms") {
+                    return Err(format!("asked for SSE-KMS (cos/kms), COS answered {sse:?}"));
+                }
+                if let Some(want) = key_id {
+                    let got = get("x-cos-server-side-encryption-cos-kms-key-id");
+                    if got.as_deref() != Some(want.as_str()) {
+                        return Err(format!("asked for KMS key {want}, COS answered {got:?}"));
+                    }
+                }
+                Ok(())
+            }
+            SseMode::Customer { keys } => {
+                let alg = get("x-cos-server-side-encryption-customer-algorithm");
+                let md5 = get("x-cos-server-side-encryption-customer-key-md5");
+                if alg.as_deref() != Some("AES256") || md5.as_deref() != Some(keys[0].md5_b64()) {
+                    return Err(format!(
+                        "asked for SSE-C with key MD5 {}, COS answered algorithm {alg:?} key MD5 {md5:?}",
+                        keys[0].md5_b64()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn plain(name: &'static str, value: &str) -> SseHeader {
+    SseHeader {
+        name,
+        value: value.to_string(),
+        sensitive: false,
+    }
+}
+
+fn push_triple(h: &mut Vec<SseHeader>, k: &CustomerKey, source: bool) {
+    let (a, key, md5) = if source {
+        (H_SRC_SSEC_ALGORITHM, H_SRC_SSEC_KEY, H_SRC_SSEC_KEY_MD5)
+    } else {
+        (H_SSEC_ALGORITHM, H_SSEC_KEY, H_SSEC_KEY_MD5)
+    };
+    h.push(plain(a, "AES256"));
+    h.push(SseHeader {
+        name: key,
+        value: k.key_b64().to_string(),
+        sensitive: true,
+    });
+    h.push(plain(md5, k.md5_b64()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<CustomerKey> {
+        vec![
+            CustomerKey::parse(b"0123456789ABCDEF0123456789ABCDEF").unwrap(),
+            CustomerKey::parse(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap(),
+        ]
+    }
+
+    fn names(h: &[SseHeader]) -> Vec<&'static str> {
+        h.iter().map(|x| x.name).collect()
+    }
+
+    #[test]
+    fn doc_key_pairs_derive_the_documented_headers() {
+        let k = keys();
+        assert_eq!(k[0].key_b64(), "MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY=");
+        assert_eq!(k[0].md5_b64(), "U5L61r7jcwdNvT7frmUG8g==");
+        assert_eq!(k[1].md5_b64(), "hRasmdxgYDKV3nvbahU1MA==");
+    }
+
+    #[test]
+    fn keys_of_the_wrong_length_are_refused() {
+        assert!(matches!(
+            CustomerKey::parse(b"short"),
+            Err(SseConfigError::BadKeyLength { len: 5, .. })
+        ));
+        // base64 of 16 bytes is not a 32-byte key.
+        assert!(CustomerKey::parse(b"MDEyMzQ1Njc4OUFCQ0RFRg==").is_err());
+        let err = parse_key_file(b"# c\n0123456789ABCDEF0123456789ABCDEF\nnope\n").unwrap_err();
+        assert_eq!(err, SseConfigError::BadKeyLength { line: 3, len: 4 });
+        assert_eq!(parse_key_file(b"# only a comment\n\n").unwrap_err(), SseConfigError::NoKeys);
+    }
+
+    #[test]
+    fn key_file_keeps_order_and_ignores_comments_and_crlf() {
+        let ks = parse_key_file(
+            b"# newest first\r\nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\r\n\n0123456789ABCDEF0123456789ABCDEF\n",
+        )
+        .unwrap();
+        assert_eq!(ks.len(), 2);
+        assert_eq!(ks[0].md5_b64(), "hRasmdxgYDKV3nvbahU1MA==");
+        assert_eq!(ks[1].md5_b64(), "U5L61r7jcwdNvT7frmUG8g==");
+    }
+
+    #[test]
+    fn customer_keys_over_http_are_refused() {
+        let e = SsePolicy::new(SseMode::Customer { keys: keys() }, false).unwrap_err();
+        assert_eq!(e, SseConfigError::CustomerKeyOverHttp);
+        assert!(SsePolicy::new(SseMode::CosManaged, false).is_ok());
+    }
+
+    #[test]
+    fn ssec_matrix_over_every_operation() {
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        for op in CosOp::ALL {
+            let h = p.headers_for(op, ReadKey::Customer(1));
+            let expect: Vec<&str> = match op {
+                CosOp::PutObject | CosOp::InitiateMultipart | CosOp::UploadPart => {
+                    vec![H_SSEC_ALGORITHM, H_SSEC_KEY, H_SSEC_KEY_MD5]
+                }
+                CosOp::HeadObject | CosOp::GetObject => {
+                    vec![H_SSEC_ALGORITHM, H_SSEC_KEY, H_SSEC_KEY_MD5]
+                }
+                CosOp::CopyObject | CosOp::UploadPartCopy => vec![
+                    H_SSEC_ALGORITHM,
+                    H_SSEC_KEY,
+                    H_SSEC_KEY_MD5,
+                    H_SRC_SSEC_ALGORITHM,
+                    H_SRC_SSEC_KEY,
+                    H_SRC_SSEC_KEY_MD5,
+                ],
+                _ => vec![],
+            };
+            assert_eq!(names(&h), expect, "{op}");
+        }
+        // Reads use the key that opens the object; writes always use the first key.
+        let get = p.headers_for(CosOp::GetObject, ReadKey::Customer(1));
+        assert_eq!(get[2].value, "hRasmdxgYDKV3nvbahU1MA==");
+        let put = p.headers_for(CosOp::PutObject, ReadKey::Customer(1));
+        assert_eq!(put[2].value, "U5L61r7jcwdNvT7frmUG8g==");
+        let copy = p.headers_for(CosOp::CopyObject, ReadKey::Customer(1));
+        assert_eq!(copy[2].value, "U5L61r7jcwdNvT7frmUG8g==");
+        assert_eq!(copy[5].value, "hRasmdxgYDKV3nvbahU1MA==");
+        // A plain object in an SSE-C bucket is read without any key; a copy of it still
+        // encrypts the destination.
+        assert!(p.headers_for(CosOp::GetObject, ReadKey::Plain).is_empty());
+        assert_eq!(p.headers_for(CosOp::CopyObject, ReadKey::Plain).len(), 3);
+        assert_eq!(
+            p.read_candidates(),
+            vec![ReadKey::Customer(0), ReadKey::Customer(1), ReadKey::Plain]
+        );
+    }
+
+    #[test]
+    fn managed_modes_only_touch_object_creating_requests() {
+        let kms = SsePolicy::new(
+            SseMode::Kms {
+                key_id: Some("kms-1".into()),
+                context: Some("eyJhIjoiYiJ9".into()),
+            },
+            false,
+        )
+        .unwrap();
+        let cos = SsePolicy::new(SseMode::CosManaged, true).unwrap();
+        for op in CosOp::ALL {
+            let creates = matches!(
+                op,
+                CosOp::PutObject | CosOp::InitiateMultipart | CosOp::CopyObject
+            );
+            assert_eq!(kms.headers_for(op, ReadKey::Plain).len(), if creates { 3 } else { 0 }, "{op}");
+            assert_eq!(cos.headers_for(op, ReadKey::Plain).len(), usize::from(creates), "{op}");
+            assert!(SsePolicy::none().headers_for(op, ReadKey::Customer(0)).is_empty());
+        }
+        assert!(SsePolicy::new(
+            SseMode::Kms {
+                key_id: None,
+                context: Some("not base64!".into())
+            },
+            true
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn echo_check_catches_a_server_that_ignored_the_policy() {
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        let good = |n: &str| match n {
+            "x-cos-server-side-encryption-customer-algorithm" => Some("AES256".to_string()),
+            "x-cos-server-side-encryption-customer-key-md5" => Some("U5L61r7jcwdNvT7frmUG8g==".to_string()),
+            _ => None,
+        };
+        assert!(p.check_echo(CosOp::PutObject, &good).is_ok());
+        assert!(p.check_echo(CosOp::PutObject, &|_| None).is_err());
+        assert!(p.check_echo(CosOp::UploadPart, &|_| None).is_ok());
+        let cos = SsePolicy::new(SseMode::CosManaged, true).unwrap();
+        assert!(cos.check_echo(CosOp::CompleteMultipart, &|_| None).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        let dbg = format!("{p:?} {:?}", p.headers_for(CosOp::PutObject, ReadKey::Plain));
+        assert!(!dbg.contains("MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY="), "{dbg}");
+        assert!(!dbg.contains("0123456789ABCDEF"), "{dbg}");
+    }
+}

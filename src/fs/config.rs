@@ -1,0 +1,69 @@
+//! `FsConfig`: every knob of the filesystem core, with its default and why.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Configuration of `CosFs`. Built by the CLI (or by tests).
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix the mount is rooted at: `""` for the whole bucket, else ending in `/`.
+    pub prefix: String,
+    /// Owner reported for objects that carry no `x-cos-meta-uid` (default: the mounting user).
+    pub uid: u32,
+    /// Group reported for objects that carry no `x-cos-meta-gid`.
+    pub gid: u32,
+    /// Permission bits removed from objects without `x-cos-meta-mode` (files default to
+    /// 0666 & !umask, directories to 0777 & !umask), cosfs's `umask=`.
+    pub umask: u32,
+    /// Mount is read-only: every mutating op fails with EROFS.
+    pub read_only: bool,
+    /// How long attributes and directory entries are trusted (cosfs `stat_cache_expire`).
+    pub stat_ttl: Duration,
+    /// How long a name known not to exist is trusted.
+    pub negative_ttl: Duration,
+    /// Size of the blocks of the read cache.
+    pub block_size: u64,
+    /// Bytes of memory shared by the block cache, prefetch and write buffers.
+    pub memory_budget: u64,
+    /// Largest read-ahead window per open file.
+    pub max_prefetch: u64,
+    /// Multipart part size (cosfs `multipart_size`, MiB there); grows for files beyond
+    /// 10,000 parts.
+    pub part_size: u64,
+    /// Concurrent requests per transfer (cosfs `parallel_count`).
+    pub parallel_count: usize,
+    /// Directory for staging files of random writes; created if missing.
+    pub staging_dir: PathBuf,
+    /// Free bytes to keep on the staging file system; writes that would go below fail with ENOSPC.
+    pub staging_min_free: u64,
+    /// `x-cos-storage-class` of new objects is a client setting; nothing here.
+    /// Concurrent HEADs used to fetch attributes for a directory listing.
+    pub listing_head_concurrency: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            prefix: String::new(),
+            // SAFETY: getuid/getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+            umask: 0o022,
+            read_only: false,
+            // cosfs keeps stats forever by default; 60 s lets other clients' changes show.
+            stat_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            // 1 MiB blocks: large enough to amortise a request, small enough for random reads.
+            block_size: 1024 * 1024,
+            // Keeps peak RSS well under 512 MiB with default settings.
+            memory_budget: 256 * 1024 * 1024,
+            max_prefetch: 64 * 1024 * 1024,
+            // cosfs's default multipart size.
+            part_size: 10 * 1024 * 1024,
+            parallel_count: 8,
+            staging_dir: std::env::temp_dir().join("cosmount-staging"),
+            staging_min_free: 1024 * 1024 * 1024,
+            listing_head_concurrency: 32,
+        }
+    }
+}

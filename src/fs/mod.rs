@@ -1,0 +1,3 @@
+//! (in progress: owned by the filesystem helper) The filesystem core.
+pub mod config;
+pub use config::FsConfig;

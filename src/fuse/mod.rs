@@ -1,0 +1,1 @@
+//! (in progress: owned by the filesystem helper) The only `impl fuser::Filesystem`.

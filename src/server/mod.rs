@@ -1,0 +1,1 @@
+//! (in progress: owned by the coslocal helper) `coslocal`, the strict COS-compatible server.
