@@ -84,6 +84,10 @@ pub struct CosClientConfig {
     pub endpoint: Endpoint,
     /// Put the bucket in the path (`/<bucket>/<key>`) instead of the host name.
     pub path_style: bool,
+    /// The bucket's region when the endpoint is a URL that does not name it (an IP address,
+    /// `localhost`, path-style): names the copy source `<bucket>.cos.<region>.myqcloud.com`.
+    /// Without it such copies use the path form `/<bucket>/<key>`.
+    pub region: Option<String>,
     pub credentials: Credentials,
     pub sse: SsePolicy,
     /// A PEM file of extra CA certificates to trust (a private CA such as coslocal's).
@@ -110,6 +114,7 @@ impl CosClientConfig {
             bucket: bucket.into(),
             endpoint,
             path_style: false,
+            region: None,
             credentials,
             sse: SsePolicy::none(),
             ca_file: None,

@@ -1,1 +1,593 @@
-//! (in progress: owned by the filesystem helper) The only `impl fuser::Filesystem`.
+//! The FUSE adapter: the only `impl fuser::Filesystem`, and `serve`, which mounts it.
+//!
+//! Each callback converts its arguments, runs the matching `CosFs` method with
+//! `Handle::block_on` (fuser threads are plain OS threads, never runtime workers), and
+//! replies. errno values are decided here and only here, by one exhaustive match over
+//! `FsErrorKind` (`errno_of`). Handler bodies run under `catch_unwind`: a panic is logged
+//! and answered with EIO instead of killing a worker thread. Every operation is either
+//! implemented or refused with a named errno: hard links, special files and xattrs get
+//! ENOTSUP, RENAME_EXCHANGE gets EINVAL, and every mutation on a read-only mount EROFS.
+
+use crate::cos::{CosErrorKind, ObjectClient};
+use crate::fs::{Attr, Caller, CosFs, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
+use fuser::{
+    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL, TimeOrNow,
+    WriteFlags,
+};
+use std::ffi::OsStr;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    /// Source shown in mtab, e.g. "cosmount:bucket-appid".
+    pub fsname: String,
+    pub allow_other: bool,
+    pub read_only: bool,
+    /// FUSE worker threads.
+    pub threads: usize,
+    pub auto_unmount: bool,
+}
+
+/// The errno for an error kind. Exhaustive on purpose: a new kind does not compile until
+/// it has an errno.
+pub fn errno_of(e: &FsError) -> i32 {
+    match e.kind {
+        FsErrorKind::Cos(k) => match k {
+            CosErrorKind::NotFound => libc::ENOENT,
+            CosErrorKind::AccessDenied => libc::EACCES,
+            CosErrorKind::SseKeyRejected => {
+                tracing::error!(
+                    "no key of the SSE-C key history opens this object (or it needs a key and none is configured): {}",
+                    e.message
+                );
+                libc::EIO
+            }
+            CosErrorKind::PreconditionFailed => libc::ESTALE,
+            CosErrorKind::InvalidRange => libc::EINVAL,
+            CosErrorKind::Refused => {
+                if e.message.contains("key") && e.message.contains("long") {
+                    libc::ENAMETOOLONG
+                } else {
+                    libc::EINVAL
+                }
+            }
+            CosErrorKind::Conflict
+            | CosErrorKind::BadRequest
+            | CosErrorKind::Throttled
+            | CosErrorKind::ServerError
+            | CosErrorKind::Timeout
+            | CosErrorKind::Transport
+            | CosErrorKind::InvalidResponse
+            | CosErrorKind::IntegrityMismatch => libc::EIO,
+        },
+        FsErrorKind::NotFound => libc::ENOENT,
+        FsErrorKind::NotEmpty => libc::ENOTEMPTY,
+        FsErrorKind::IsDir => libc::EISDIR,
+        FsErrorKind::NotDir => libc::ENOTDIR,
+        FsErrorKind::Exists => libc::EEXIST,
+        FsErrorKind::NoSpace => libc::ENOSPC,
+        FsErrorKind::ReadOnly => libc::EROFS,
+        FsErrorKind::Unsupported => libc::ENOTSUP,
+        FsErrorKind::InvalidArgument => libc::EINVAL,
+        FsErrorKind::NameTooLong => libc::ENAMETOOLONG,
+        FsErrorKind::FileTooLarge => libc::EFBIG,
+        FsErrorKind::BadHandle => libc::EBADF,
+        FsErrorKind::LocalIo => libc::EIO,
+    }
+}
+
+fn to_kind(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn to_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind: to_kind(a.kind),
+        perm: a.perm,
+        nlink: if a.kind == FileKind::Directory { 2 } else { 1 },
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time_of(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// The fuser filesystem: a thin wrapper over `CosFs`.
+pub struct CosFuse<C: ObjectClient> {
+    fs: CosFs<C>,
+    rt: tokio::runtime::Handle,
+}
+
+impl<C: ObjectClient> CosFuse<C> {
+    pub fn new(fs: CosFs<C>, rt: tokio::runtime::Handle) -> Self {
+        CosFuse { fs, rt }
+    }
+
+    /// Runs one operation: block_on under catch_unwind; errors become an errno (logged
+    /// at debug for the expected ENOENT, warn otherwise).
+    fn call<T>(&self, op: &'static str, f: impl Future<Output = Result<T, FsError>>) -> Result<T, Errno> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.rt.block_on(f))) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let errno = errno_of(&e);
+                if errno == libc::ENOENT {
+                    tracing::debug!(op, error = %e, "not found");
+                } else {
+                    tracing::warn!(op, errno, error = %e, "operation failed");
+                }
+                Err(Errno::from_i32(errno))
+            }
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(op, panic = %msg, "handler panicked; answering EIO");
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Like `call` for synchronous core methods.
+    fn call_sync<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, Errno> {
+        self.call(op, async move { f() })
+    }
+}
+
+fn name_str(name: &OsStr) -> Result<&str, Errno> {
+    // Object keys are UTF-8; other names cannot be stored.
+    name.to_str().ok_or(Errno::EINVAL)
+}
+
+impl<C: ObjectClient> Filesystem for CosFuse<C> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_write(1024 * 1024) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(1024 * 1024) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        let want = InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS;
+        if let Err(missing) = config.add_capabilities(want) {
+            tracing::warn!(?missing, "kernel lacks FUSE capabilities; continuing without them");
+            let _ = config.add_capabilities(want - missing);
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.call("destroy", self.fs.flush_all()) {
+            tracing::error!(errno = e.code(), "pending uploads failed at unmount");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = name_str(name).and_then(|n| self.call("lookup", self.fs.lookup(parent.0, n)));
+        match r {
+            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.call("getattr", self.fs.getattr(ino.0)) {
+            Ok(a) => reply.attr(&self.fs.config().stat_ttl, &to_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(time_of),
+            fh: fh.map(|f| f.0),
+        };
+        match self.call("setattr", self.fs.setattr(ino.0, s)) {
+            Ok(a) => reply.attr(&self.fs.config().stat_ttl, &to_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.call("readlink", self.fs.readlink(ino.0)) {
+            Ok(b) => reply.data(&b),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let c = caller(req);
+        let r = name_str(name)
+            .and_then(|n| self.call("mknod", self.fs.mknod(parent.0, n, mode, umask, c)));
+        match r {
+            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let c = caller(req);
+        let r = name_str(name)
+            .and_then(|n| self.call("mkdir", self.fs.mkdir(parent.0, n, mode, umask, c)));
+        match r {
+            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = name_str(name).and_then(|n| self.call("unlink", self.fs.unlink(parent.0, n)));
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = name_str(name).and_then(|n| self.call("rmdir", self.fs.rmdir(parent.0, n)));
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let c = caller(req);
+        let r = name_str(link_name).and_then(|n| {
+            let t = target.to_str().ok_or(Errno::EINVAL)?;
+            self.call("symlink", self.fs.symlink(parent.0, n, t, c))
+        });
+        match r {
+            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            // RENAME_WHITEOUT and unknown flags.
+            return reply.error(Errno::EINVAL);
+        };
+        let r = name_str(name).and_then(|n| {
+            let nn = name_str(newname)?;
+            self.call("rename", self.fs.rename(parent.0, n, newparent.0, nn, mode))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = name_str(newname).and_then(|n| self.call("link", self.fs.link(ino.0, newparent.0, n)));
+        match r {
+            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.call("open", self.fs.open(ino.0, flags.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.call("read", self.fs.read(fh.0, offset, size)) {
+            Ok(b) => reply.data(&b),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.call("write", self.fs.write(fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.call("flush", self.fs.flush(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.call("release", self.fs.release(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.call("fsync", self.fs.fsync(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.call("opendir", self.fs.opendir(ino.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let r = self.call_sync("readdir", || {
+            self.fs.readdir(fh.0, offset, |e, next| {
+                reply.add(INodeNo(e.ino), next, to_kind(e.kind), &e.name)
+            })
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Directory changes are sent to COS when they happen: nothing is pending.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // With default_permissions the kernel checks modes itself; this only confirms
+        // that the inode exists.
+        match self.call("access", self.fs.getattr(ino.0)) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let c = caller(req);
+        let r = name_str(name)
+            .and_then(|n| self.call("create", self.fs.create(parent.0, n, mode, umask, flags, c)));
+        match r {
+            Ok((e, fh)) => reply.created(
+                &e.ttl,
+                &to_attr(&e.attr),
+                Generation(e.generation),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+    }
+}
+
+/// Mounts `fs` (the mount is live when `Session::new` returns), calls `on_ready`, serves
+/// until the mount is unmounted (umount, fusermount -u) or SIGTERM/SIGINT arrive (which
+/// unmount), then flushes pending uploads. Err if mounting failed or the final flush did.
+pub fn serve<C: ObjectClient>(
+    fs: CosFs<C>,
+    opts: &MountOptions,
+    on_ready: Box<dyn FnOnce() + Send>,
+) -> std::io::Result<()> {
+    let rt = fs.runtime();
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype("cosmount".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if opts.read_only {
+        cfg.mount_options.push(MountOption::RO);
+    }
+    if opts.auto_unmount {
+        cfg.mount_options.push(MountOption::AutoUnmount);
+    }
+    cfg.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let threads = opts.threads.max(1);
+    cfg.n_threads = Some(threads);
+    cfg.clone_fd = threads > 1 && cfg!(target_os = "linux");
+    let adapter = CosFuse::new(fs.clone(), rt.clone());
+    let mut session = Session::new(adapter, &opts.mountpoint, &cfg)?;
+    let mut unmounter = session.unmount_callable();
+    let signals = rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::warn!("could not install SIGTERM/SIGINT handlers");
+            return;
+        };
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "unmounting");
+        let r = tokio::task::spawn_blocking(move || unmounter.unmount()).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "unmount after signal failed"),
+            Err(e) => tracing::error!(error = %e, "unmount task failed"),
+        }
+    });
+    on_ready();
+    let served = session.run();
+    signals.abort();
+    let flushed = rt.block_on(fs.flush_all());
+    served?;
+    flushed.map_err(|e| std::io::Error::other(format!("pending uploads failed at unmount: {e}")))
+}

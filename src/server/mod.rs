@@ -1,1 +1,389 @@
-//! (in progress: owned by the coslocal helper) `coslocal`, the strict COS-compatible server.
+//! `coslocal`: a strict COS-compatible server for one bucket, persisting objects under a
+//! data directory, used for tests, demos and benchmarks.
+//!
+//! Strict means client bugs show up as failures: every request's signature is verified,
+//! the SSE rules are enforced (see [`sse`] for the assumptions), SSE-C data is encrypted at
+//! rest with the customer key, and malformed requests get the COS error a real bucket
+//! would send. Faults (throttling, 500s, connection resets, truncated bodies), latency and
+//! a bandwidth cap can be injected, also at run time through a control endpoint.
+//!
+//! Modules: [`route`] (addressing, op), [`auth`] (signatures), [`sse`] + [`crypto`]
+//! (encryption rules and at-rest AES-CTR), [`store`] (files on disk), [`list`], [`range`],
+//! [`xml`], [`handler`] (the request pipeline) with [`object`] and [`multipart`] (the
+//! operations), [`body`] (streamed and shaped bodies), [`faults`], [`reqlog`], [`control`],
+//! [`tls`], [`crc`].
+
+pub mod auth;
+pub mod body;
+pub mod control;
+pub mod crc;
+pub mod crypto;
+pub mod error;
+pub mod faults;
+pub mod handler;
+pub mod list;
+pub mod multipart;
+pub mod object;
+pub mod range;
+pub mod reqlog;
+pub mod route;
+pub mod sse;
+pub mod store;
+pub mod tls;
+pub mod xml;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything `spawn` needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// `name-APPID`.
+    pub bucket: String,
+    pub region: String,
+    /// Port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub tls: TlsMode,
+    pub credentials: Vec<ServerCredential>,
+    pub request_log: Option<PathBuf>,
+    pub faults: FaultConfig,
+    pub control_listen: Option<SocketAddr>,
+}
+
+/// How the server speaks TLS.
+#[derive(Clone, Debug)]
+pub enum TlsMode {
+    Plain,
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generate a CA and server certificate; write the CA PEM to `ca_out`.
+    SelfSigned { ca_out: PathBuf },
+}
+
+/// One accepted credential; with a token it is a temporary one and requests must carry
+/// `x-cos-security-token`.
+#[derive(Clone)]
+pub struct ServerCredential {
+    pub secret_id: String,
+    pub secret_key: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ServerCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCredential")
+            .field("secret_id", &self.secret_id)
+            .field("secret_key", &"<redacted>")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Injected faults and network shaping. `ops` holds `CosOp::name()` values (empty = all
+/// operations); latency and bandwidth apply to every request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultConfig {
+    pub kind: Option<FaultKind>,
+    pub every_nth: Option<u64>,
+    pub rate: f64,
+    pub ops: Vec<String>,
+    pub max_faults: Option<u64>,
+    pub latency_ms: u64,
+    pub bandwidth_bytes_per_sec: Option<u64>,
+}
+
+/// What an injected fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 503 SlowDown.
+    SlowDown,
+    /// 500 InternalError.
+    InternalError,
+    /// Close the connection without a response (before the request is acted on).
+    Reset,
+    /// Full Content-Length, then half the body and a closed connection. On responses
+    /// without a body the request is acted on and the connection then closed unanswered.
+    TruncateBody,
+}
+
+/// The shared state of a running server.
+pub struct State {
+    pub bucket: String,
+    pub region: String,
+    pub https: bool,
+    pub store: store::Store,
+    pub creds: HashMap<String, ServerCredential>,
+    pub faults: faults::Faults,
+    pub log: Option<reqlog::RequestLog>,
+    requests: AtomicU64,
+    seq: AtomicU64,
+    id_prefix: String,
+}
+
+impl State {
+    /// The APPID part of the bucket name.
+    pub fn appid(&self) -> &str {
+        self.bucket.rsplit_once('-').map(|(_, a)| a).unwrap_or("")
+    }
+
+    /// A request id unique across runs (random prefix + sequence).
+    pub fn next_request_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}{:010x}", self.id_prefix, n)
+    }
+
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    https: bool,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    active: Arc<AtomicUsize>,
+    control_addr: Option<SocketAddr>,
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT` (or `http://` for plain), with a loopback address when
+    /// bound to an unspecified one.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let ip = self.addr.ip();
+        let host = if ip.is_unspecified() {
+            if ip.is_ipv6() { "[::1]".to_string() } else { "127.0.0.1".to_string() }
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        format!("{scheme}://{host}:{}", self.addr.port())
+    }
+
+    /// The control endpoint's address, when one was configured.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control_addr
+    }
+
+    pub fn set_faults(&self, f: FaultConfig) {
+        self.state.faults.set(f);
+    }
+
+    pub fn faults_injected(&self) -> u64 {
+        self.state.faults.injected()
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Checks a `name-APPID` bucket name.
+pub fn validate_bucket(bucket: &str) -> Result<(), String> {
+    let Some((name, appid)) = bucket.rsplit_once('-') else {
+        return Err(format!("bucket {bucket:?} must be NAME-APPID (e.g. examplebucket-1250000000)"));
+    };
+    let name_ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if !name_ok || appid.is_empty() || !appid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "bucket {bucket:?} must be NAME-APPID: lowercase letters, digits and '-', then '-' and a numeric APPID"
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the server (and the control endpoint, if configured) and returns once it accepts
+/// connections.
+pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
+    validate_bucket(&cfg.bucket).map_err(invalid)?;
+    if cfg.region.is_empty() {
+        return Err(invalid("region must not be empty".into()));
+    }
+    if cfg.credentials.is_empty() {
+        return Err(invalid("no credentials configured: coslocal refuses to run without a SecretId/SecretKey".into()));
+    }
+    let tls = match &cfg.tls {
+        TlsMode::Plain => None,
+        TlsMode::Files { cert, key } => Some(tls::from_files(cert, key)?),
+        TlsMode::SelfSigned { ca_out } => Some(tls::self_signed(&cfg.bucket, &cfg.region, ca_out)?),
+    };
+    let data_dir = cfg.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || store::Store::open(&data_dir))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
+    let log = match &cfg.request_log {
+        Some(p) => Some(reqlog::RequestLog::open(p).map_err(|e| io::Error::new(e.kind(), format!("request log {}: {e}", p.display())))?),
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", cfg.listen)))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        bucket: cfg.bucket.clone(),
+        region: cfg.region.clone(),
+        https: tls.is_some(),
+        store,
+        creds: cfg.credentials.iter().map(|c| (c.secret_id.clone(), c.clone())).collect(),
+        faults: faults::Faults::new(cfg.faults.clone()),
+        log,
+        requests: AtomicU64::new(0),
+        seq: AtomicU64::new(0),
+        id_prefix: store::random_name()[..12].to_string(),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut tasks = vec![tokio::spawn(accept_loop(
+        listener,
+        tls.map(tokio_rustls::TlsAcceptor::from),
+        state.clone(),
+        shutdown_rx.clone(),
+        active.clone(),
+    ))];
+    let mut control_addr = None;
+    if let Some(c) = cfg.control_listen {
+        let l = TcpListener::bind(c)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("control listen on {c}: {e}")))?;
+        control_addr = Some(l.local_addr()?);
+        tasks.push(tokio::spawn(control::serve(l, state.clone(), shutdown_rx)));
+    }
+    tracing::info!(%addr, bucket = %cfg.bucket, https = state.https, "coslocal listening");
+    Ok(ServerHandle { addr, https: state.https, state, shutdown, tasks, active, control_addr })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    active: Arc<AtomicUsize>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        let rx = shutdown.clone();
+        let active = active.clone();
+        active.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            match tls {
+                Some(acc) => match acc.accept(stream).await {
+                    Ok(s) => serve_conn(s, state, rx).await,
+                    Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                },
+                None => serve_conn(stream, state, rx).await,
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+async fn serve_conn<I>(io: I, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handler::service(state.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_buf_size(4 * 1024 * 1024)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        assert!(validate_bucket("examplebucket-1250000000").is_ok());
+        assert!(validate_bucket("my-bkt-1").is_ok());
+        for bad in ["nobucketappid", "Upper-125", "bkt-", "bkt-12a", "-125"] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credential_debug_is_redacted() {
+        let c = ServerCredential { secret_id: "id".into(), secret_key: "sk-value".into(), token: Some("tok-value".into()) };
+        let d = format!("{c:?}");
+        assert!(!d.contains("sk-value") && !d.contains("tok-value"));
+    }
+
+    #[test]
+    fn fault_config_json() {
+        let f: FaultConfig = serde_json::from_str(r#"{"kind":"slow_down","every_nth":3,"ops":["GetObject"]}"#).expect("json");
+        assert_eq!(f.kind, Some(FaultKind::SlowDown));
+        assert_eq!(f.every_nth, Some(3));
+        assert_eq!(f.rate, 0.0);
+    }
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Benchmark of cosmount over coslocal on loopback (HTTPS, release build, --latency-ms 10):
+#   1. sequential write of a SIZE file through the mount (dd, fsync) vs the same multipart
+#      upload done directly by CosHttpClient (examples/direct_transfer.rs) with the same
+#      part size and parallelism; ratio mount/direct (target >= 0.8);
+#   2. sequential read of it after a remount and a page-cache drop vs parallel ranged GETs;
+#   3. `ls -l` of a directory of NFILES objects after a remount: time (target < 10 s) and
+#      requests (coslocal /stats, else request log);
+#   4. peak RSS of the cosmount daemon (VmHWM, target < 512 MiB).
+# Prints a table and saves it to scripts/results/bench-<timestamp>[-quick].txt.
+# Usage: scripts/bench.sh [--quick]      (quick: 64 MiB file, 1000 objects)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+SIZE_MIB=${BENCH_SIZE_MIB:-$([ $QUICK = 1 ] && echo 64 || echo 1024)}
+NFILES=${BENCH_NFILES:-$([ $QUICK = 1 ] && echo 1000 || echo 10000)}
+PART_MIB=${BENCH_PART_MIB:-8}
+PARALLEL=${BENCH_PARALLEL:-8}
+LATENCY_MS=${BENCH_LATENCY_MS:-10}
+BUCKET=bench-1250000000
+
+echo "==> building release binaries and the direct-transfer example"
+cargo build --release --bins --example direct_transfer --quiet
+BIN="$ROOT/target/release"
+DIRECT="$BIN/examples/direct_transfer"
+
+WORK="$(mktemp -d /var/tmp/cosmount-bench.XXXXXX)"
+MNT="$WORK/mnt"
+mkdir -p "$MNT" "$WORK/data" "$WORK/staging"
+COSLOCAL_PID=""
+MOUNT_PID=""
+cleanup() {
+    if grep -qs " $MNT fuse" /proc/mounts; then fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
+    [ -n "$MOUNT_PID" ] && kill "$MOUNT_PID" 2>/dev/null || true
+    [ -n "$COSLOCAL_PID" ] && kill "$COSLOCAL_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+umask 077
+SID="AKIDbench$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+SKEY="$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')"
+echo "$SID:$SKEY" > "$WORK/credentials"
+echo "$BUCKET:$SID:$SKEY" > "$WORK/passwd"
+CTL_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+
+echo "==> coslocal (latency ${LATENCY_MS} ms)"
+"$BIN/coslocal" --data-dir "$WORK/data" --bucket "$BUCKET" --listen 127.0.0.1:0 \
+    --tls-self-signed --ca-out "$WORK/ca.pem" --credentials-file "$WORK/credentials" \
+    --request-log "$WORK/requests.jsonl" --control-listen "127.0.0.1:$CTL_PORT" \
+    --latency-ms "$LATENCY_MS" >"$WORK/coslocal.out" 2>"$WORK/coslocal.log" &
+COSLOCAL_PID=$!
+for _ in $(seq 1 100); do grep -q '^coslocal ready' "$WORK/coslocal.out" && break; sleep 0.1; done
+URL=$(sed -n 's/^coslocal ready .*endpoint=\([^ ]*\).*/\1/p' "$WORK/coslocal.out")
+[ -n "$URL" ] || { echo "coslocal did not start"; cat "$WORK/coslocal.log"; exit 1; }
+
+requests() {
+    # Total requests served: /stats if it has a total, else the request-log line count.
+    local n
+    n=$(curl -s "http://127.0.0.1:$CTL_PORT/stats" 2>/dev/null |
+        python3 -c 'import json,sys
+try:
+    d=json.load(sys.stdin)
+    t=d.get("requests", d.get("total_requests"))
+    print(t if isinstance(t,int) else sum(v for v in (t or {}).values()) if isinstance(t,dict) else "")
+except Exception: print("")' 2>/dev/null || true)
+    [ -n "$n" ] && echo "$n" || wc -l < "$WORK/requests.jsonl"
+}
+
+mount_it() {
+    "$BIN/cosmount" "$BUCKET" "$MNT" -f -o "url=$URL,passwd_file=$WORK/passwd,ca_file=$WORK/ca.pem,staging_dir=$WORK/staging,multipart_size=$PART_MIB,parallel_count=$PARALLEL" \
+        >>"$WORK/cosmount.log" 2>&1 &
+    MOUNT_PID=$!
+    for _ in $(seq 1 300); do grep -qs " $MNT fuse" /proc/mounts && return 0; sleep 0.1; done
+    echo "mount failed"; cat "$WORK/cosmount.log"; exit 1
+}
+umount_it() {
+    fusermount3 -u "$MNT"
+    wait "$MOUNT_PID" 2>/dev/null || true
+    MOUNT_PID=""
+}
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$MOUNT_PID/status" 2>/dev/null || echo 0; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+mibps() { python3 -c "print(f'{$1 / max($2, 1e-9):.1f}')"; }
+direct() { "$DIRECT" --url "$URL" --bucket "$BUCKET" --passwd-file "$WORK/passwd" --ca-file "$WORK/ca.pem" \
+    --part-size $((PART_MIB * 1048576)) --parallel "$PARALLEL" "$@"; }
+json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+PEAK=0
+track_peak() { local h; h=$(hwm_kib); [ "${h:-0}" -gt "$PEAK" ] && PEAK=$h; true; }
+
+echo "==> sequential write ${SIZE_MIB} MiB through the mount"
+mount_it
+T0=$(now)
+dd if=/dev/zero of="$MNT/big.bin" bs=1M count="$SIZE_MIB" conv=fsync status=none
+T1=$(now)
+track_peak
+W_MOUNT=$(elapsed "$T0" "$T1")
+umount_it
+
+echo "==> sequential read through the mount (after remount + drop_caches)"
+drop_caches
+mount_it
+T0=$(now)
+dd if="$MNT/big.bin" of=/dev/null bs=1M status=none
+T1=$(now)
+track_peak
+R_MOUNT=$(elapsed "$T0" "$T1")
+umount_it
+
+echo "==> the same transfers directly with CosHttpClient"
+J=$(direct upload direct.bin $((SIZE_MIB * 1048576)))
+W_DIRECT=$(json_field "$J" seconds)
+J=$(direct download direct.bin)
+R_DIRECT=$(json_field "$J" seconds)
+
+echo "==> ls -l of ${NFILES} objects"
+direct populate "many/f" "$NFILES" >/dev/null
+mount_it
+BEFORE=$(requests)
+T0=$(now)
+ls -l "$MNT/many" > "$WORK/ls.out"
+T1=$(now)
+AFTER=$(requests)
+track_peak
+LS_T=$(elapsed "$T0" "$T1")
+LS_N=$(( $(wc -l < "$WORK/ls.out") - 1 ))
+LS_REQ=$((AFTER - BEFORE))
+umount_it
+
+W_RATIO=$(python3 -c "print(f'{$W_DIRECT / $W_MOUNT:.2f}')")
+R_RATIO=$(python3 -c "print(f'{$R_DIRECT / $R_MOUNT:.2f}')")
+PEAK_MIB=$((PEAK / 1024))
+verdict() { python3 -c "print('ok' if $1 else 'MISSED')"; }
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+OUT="$ROOT/scripts/results/bench-$STAMP$([ $QUICK = 1 ] && echo -quick).txt"
+mkdir -p "$ROOT/scripts/results"
+{
+    echo "cosmount benchmark $STAMP UTC  ($(nproc) cores; coslocal HTTPS loopback, latency ${LATENCY_MS} ms;"
+    echo "file ${SIZE_MIB} MiB, multipart_size=${PART_MIB} MiB, parallel_count=${PARALLEL}; ${NFILES} objects)"
+    echo
+    printf '%-28s %12s %12s %10s %8s\n' "measure" "mount" "direct" "ratio" "target"
+    printf '%-28s %9s MiB/s %7s MiB/s %10s %8s\n' "sequential write" "$(mibps "$SIZE_MIB" "$W_MOUNT")" "$(mibps "$SIZE_MIB" "$W_DIRECT")" "$W_RATIO" "$(verdict "$W_RATIO >= 0.8")"
+    printf '%-28s %9s MiB/s %7s MiB/s %10s %8s\n' "sequential read" "$(mibps "$SIZE_MIB" "$R_MOUNT")" "$(mibps "$SIZE_MIB" "$R_DIRECT")" "$R_RATIO" "$(verdict "$R_RATIO >= 0.8")"
+    printf '%-28s %10ss %12s %10s %8s\n' "ls -l ($LS_N entries)" "$LS_T" "$LS_REQ req" "" "$(verdict "$LS_T < 10")"
+    printf '%-28s %8s MiB %12s %10s %8s\n' "peak RSS (VmHWM)" "$PEAK_MIB" "" "" "$(verdict "$PEAK_MIB < 512")"
+    echo
+    echo "raw seconds: write mount=$W_MOUNT direct=$W_DIRECT; read mount=$R_MOUNT direct=$R_DIRECT"
+} | tee "$OUT"
+echo "saved to $OUT"

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Mounts a local COS-compatible bucket with SSE-C on DIR, in one command:
+#   scripts/run-demo.sh /mnt/cos
+# Builds the release binaries, starts coslocal on loopback (HTTPS with a self-signed CA,
+# generated credentials) unless it already runs, generates an SSE-C key file (0600, kept
+# across runs: losing it loses the data), then mounts. Re-running is safe: an existing
+# coslocal and an existing mount are reused. State lives in $COSMOUNT_DEMO_STATE
+# (default /var/tmp/cosmount-demo).
+set -euo pipefail
+if [ $# -ne 1 ]; then
+    echo "usage: $0 MOUNTPOINT" >&2
+    exit 2
+fi
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+MNT="$(mkdir -p "$1" && cd "$1" && pwd)"
+STATE="${COSMOUNT_DEMO_STATE:-/var/tmp/cosmount-demo}"
+BUCKET="${COSMOUNT_DEMO_BUCKET:-demo-1250000000}"
+PORT="${COSMOUNT_DEMO_PORT:-0}"
+mkdir -p "$STATE/data" "$STATE/staging"
+chmod 700 "$STATE"
+umask 077
+
+command -v fusermount3 >/dev/null || { echo "fusermount3 missing: apt-get install fuse3" >&2; exit 1; }
+
+echo "==> building release binaries"
+cargo build --release --bins --quiet
+BIN="$ROOT/target/release"
+
+# Secrets are generated once and never printed.
+rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+if [ ! -s "$STATE/credentials" ]; then
+    echo "AKIDdemo$(rand_hex 8):$(rand_hex 20)" > "$STATE/credentials"
+fi
+if [ ! -s "$STATE/ssec.key" ]; then
+    head -c 32 /dev/urandom | base64 > "$STATE/ssec.key"
+fi
+chmod 600 "$STATE/credentials" "$STATE/ssec.key"
+echo "$BUCKET:$(cat "$STATE/credentials")" > "$STATE/passwd-cosfs"
+chmod 600 "$STATE/passwd-cosfs"
+
+coslocal_alive() { [ -s "$STATE/coslocal.pid" ] && kill -0 "$(cat "$STATE/coslocal.pid")" 2>/dev/null; }
+endpoint() { sed -n 's/^coslocal ready .*endpoint=\([^ ]*\).*/\1/p' "$STATE/coslocal.out" | tail -1; }
+
+if coslocal_alive && [ -n "$(endpoint)" ]; then
+    echo "==> coslocal already running (pid $(cat "$STATE/coslocal.pid"))"
+else
+    echo "==> starting coslocal"
+    : > "$STATE/coslocal.out"
+    nohup "$BIN/coslocal" --data-dir "$STATE/data" --bucket "$BUCKET" \
+        --listen "127.0.0.1:$PORT" --tls-self-signed --ca-out "$STATE/ca.pem" \
+        --credentials-file "$STATE/credentials" --request-log "$STATE/requests.jsonl" \
+        >"$STATE/coslocal.out" 2>"$STATE/coslocal.log" </dev/null &
+    echo $! > "$STATE/coslocal.pid"
+    for _ in $(seq 1 100); do
+        [ -n "$(endpoint)" ] && break
+        coslocal_alive || { echo "coslocal exited:" >&2; cat "$STATE/coslocal.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$(endpoint)" ] || { echo "coslocal did not become ready" >&2; exit 1; }
+fi
+URL="$(endpoint)"
+
+if grep -qs " $MNT fuse" /proc/mounts; then
+    echo "==> $MNT is already mounted"
+else
+    echo "==> mounting $BUCKET on $MNT (SSE-C)"
+    "$BIN/cosmount" "$BUCKET" "$MNT" -o "url=$URL,passwd_file=$STATE/passwd-cosfs,ca_file=$STATE/ca.pem,use_sse=custom:$STATE/ssec.key,staging_dir=$STATE/staging"
+fi
+
+cat <<INFO
+
+cosmount demo is live.
+  bucket      $BUCKET at $URL (coslocal, pid $(cat "$STATE/coslocal.pid"), data in $STATE/data)
+  mountpoint  $MNT, every object encrypted with the SSE-C key in $STATE/ssec.key
+Try:
+  echo hello > $MNT/hello.txt && ls -l $MNT && cat $MNT/hello.txt
+  tail -f $STATE/requests.jsonl     # every COS request, with its SSE headers
+Stop:
+  fusermount3 -u $MNT
+  kill \$(cat $STATE/coslocal.pid)
+INFO

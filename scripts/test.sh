@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The one command that runs the whole cosmount test suite on a fresh Debian machine, as root:
+# system packages (fuse3 for the kernel-level mount tests, a C compiler for ring, python3-venv
+# for the SDK interop tests), the Python venv, the binaries, every cargo test (unit, in-process,
+# and real FUSE mounts over coslocal HTTPS), then the pytest interop suite.
+# Exits non-zero if anything failed; keeps going after a failure so one run shows everything.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+START=$(date +%s)
+FAILED=()
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Mount tests must fail, not skip, when FUSE is missing: this suite is the CI.
+export CI="${CI:-1}"
+
+step "system packages"
+need=()
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages ${need[*]} and not root: install them first" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}" || {
+        echo "apt-get install ${need[*]} failed" >&2
+        exit 1
+    }
+else
+    echo "fuse3, a C compiler and python3-venv are already installed"
+fi
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+[ -e /dev/fuse ] || echo "WARNING: /dev/fuse is missing: the mount tests will fail" >&2
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "cargo not found: install a Rust toolchain >= 1.80 (rustup) first" >&2
+        exit 1
+    fi
+fi
+cargo --version
+
+step "python venv with the COS SDK (scripts/setup-python.sh)"
+if bash scripts/setup-python.sh; then
+    export COSMOUNT_PYTHON="$ROOT/.venv/bin/python"
+    export PATH="$ROOT/.venv/bin:$PATH"
+else
+    FAILED+=("setup-python")
+fi
+
+step "cargo build --bins"
+if ! cargo build --bins; then
+    echo "build failed" >&2
+    exit 1
+fi
+export COSLOCAL_BIN="$ROOT/target/debug/coslocal"
+export COSMOUNT_BIN="$ROOT/target/debug/cosmount"
+
+step "cargo test (unit, integration, kernel-level mounts)"
+cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || FAILED+=("cargo test")
+
+step "pytest interop suite"
+if [ -x .venv/bin/pytest ] && ls tests/interop/test_*.py >/dev/null 2>&1; then
+    .venv/bin/pytest tests/interop -q || FAILED+=("pytest")
+else
+    echo "no venv pytest or no tests/interop/test_*.py" >&2
+    FAILED+=("pytest (not run)")
+fi
+
+# Leftover mounts from crashed tests would break the next run.
+grep -E ' fuse(\.cosmount)? ' /proc/mounts | awk '{print $2}' | grep -E '/cosmount-' | while read -r m; do
+    echo "stale mount $m: unmounting" >&2
+    fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+done
+
+step "summary ($(( $(date +%s) - START ))s)"
+grep -E '^test result:|^     Running|FAILED|panicked' target/test-output.txt | grep -E 'test result|FAILED|^     Running' | sed 's/^/  /' || true
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "FAILED: ${FAILED[*]}"
+    exit 1
+fi
+echo "ALL PASSED"

@@ -1,0 +1,267 @@
+//! Daemonizing with a readiness handshake, and systemd readiness in the foreground.
+//!
+//! `fork_and_wait` forks while the process is still single-threaded (before any tokio
+//! runtime or FUSE thread exists). The parent blocks on a pipe and exits with the status
+//! the child reports: one byte (an [`ExitCode`]) followed by an optional UTF-8 message.
+//! So `cosmount` (and mount(8), which waits for it) returns 0 only once the mount is live,
+//! and otherwise prints the child's reason. If the child reports nothing within the
+//! timeout the parent stops it (SIGTERM) and fails; if the child dies silently the
+//! parent reports how it died. The child calls `setsid`, `chdir("/")`, and points
+//! stdin at /dev/null and stdout/stderr at the log file (or /dev/null). No re-exec: no
+//! secret ever passes through argv or the environment of a new process image.
+
+use super::error::{CliError, ExitCode};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// The child's end of the readiness pipe. Dropping it without reporting closes the pipe,
+/// which the parent treats as "died before the mount was ready".
+#[derive(Debug)]
+pub struct Notifier {
+    pipe: Option<File>,
+}
+
+impl Notifier {
+    /// Reports success: the parent exits 0.
+    pub fn ready(&mut self) {
+        self.send(ExitCode::Ok, "");
+    }
+
+    /// Reports a failure: the parent prints `cosmount: <message>` and exits with its code.
+    pub fn fail(&mut self, err: &CliError) {
+        self.send(err.code, &err.message);
+    }
+
+    /// Whether a status has already been sent.
+    pub fn is_done(&self) -> bool {
+        self.pipe.is_none()
+    }
+
+    fn send(&mut self, code: ExitCode, message: &str) {
+        if let Some(mut pipe) = self.pipe.take() {
+            let mut buf = vec![code as u8];
+            buf.extend_from_slice(message.as_bytes());
+            // If the parent is gone there is nobody to tell; nothing else to do.
+            let _ = pipe.write_all(&buf);
+        }
+    }
+}
+
+/// Which side of the fork we are on.
+#[derive(Debug)]
+pub enum Forked {
+    /// The original process: exit with this code.
+    Parent(ExitCode),
+    /// The daemon: mount, then report through the notifier.
+    Child(Notifier),
+}
+
+/// Forks; the parent waits up to `timeout` for the child's status. `log` becomes the
+/// child's stdout/stderr (so panics and stray prints land in the log file).
+pub fn fork_and_wait(timeout: Duration, log: Option<&File>) -> Result<Forked, CliError> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(CliError::mount(format!(
+            "cannot create a pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned only by us.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| CliError::mount(format!("cannot open /dev/null: {e}")))?;
+    // SAFETY: the process is single-threaded here (no runtime, no FUSE threads yet), so
+    // the child may run arbitrary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(CliError::mount(format!(
+            "cannot fork: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        drop(read_end);
+        detach(&devnull, log.unwrap_or(&devnull));
+        return Ok(Forked::Child(Notifier {
+            pipe: Some(File::from(write_end)),
+        }));
+    }
+    drop(write_end);
+    Ok(Forked::Parent(wait_for_child(
+        pid,
+        File::from(read_end),
+        timeout,
+    )))
+}
+
+/// Child side: new session, neutral cwd, stdio away from the terminal.
+fn detach(devnull: &File, out: &File) {
+    // SAFETY: plain syscalls on descriptors we own; failures leave the defaults, which
+    // only affects where stray output goes.
+    unsafe {
+        libc::setsid();
+        libc::chdir(c"/".as_ptr());
+        libc::dup2(devnull.as_raw_fd(), 0);
+        libc::dup2(out.as_raw_fd(), 1);
+        libc::dup2(out.as_raw_fd(), 2);
+    }
+}
+
+/// Parent side: read the status, print the reason on failure, return the exit code.
+fn wait_for_child(pid: libc::pid_t, mut pipe: File, timeout: Duration) -> ExitCode {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            eprintln!(
+                "cosmount: the mount was not ready after {} s; stopped the daemon (pid {pid}). \
+                 Run with -f to watch it start.",
+                timeout.as_secs()
+            );
+            return ExitCode::Mount;
+        }
+        let mut pfd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            eprintln!(
+                "cosmount: waiting for the daemon failed: {}",
+                std::io::Error::last_os_error()
+            );
+            return ExitCode::Mount;
+        }
+        if n == 0 {
+            continue;
+        }
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("cosmount: reading the daemon's status failed: {e}");
+                return ExitCode::Mount;
+            }
+        }
+        if buf.first() == Some(&0) {
+            return ExitCode::Ok;
+        }
+    }
+    match buf.split_first() {
+        Some((&code, msg)) => {
+            let code = ExitCode::from_code(code).unwrap_or(ExitCode::Mount);
+            let msg = String::from_utf8_lossy(msg);
+            if code != ExitCode::Ok {
+                eprintln!("cosmount: {msg}");
+            }
+            code
+        }
+        None => {
+            eprintln!(
+                "cosmount: the daemon exited before the mount was ready ({})",
+                child_status(pid)
+            );
+            ExitCode::Mount
+        }
+    }
+}
+
+/// How the child ended, waiting briefly for it to be reaped.
+fn child_status(pid: libc::pid_t) -> String {
+    let mut status = 0;
+    for _ in 0..50 {
+        // SAFETY: waiting for our own child; `status` is a valid out-parameter.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return format!("exit status {}", libc::WEXITSTATUS(status));
+            }
+            if libc::WIFSIGNALED(status) {
+                return format!("killed by signal {}", libc::WTERMSIG(status));
+            }
+        }
+        if r < 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    "status unknown".to_string()
+}
+
+/// Tells systemd (`Type=notify`) that the service is ready, when `NOTIFY_SOCKET` is set.
+pub fn sd_notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("sd_notify: cannot create a socket: {e}");
+            return;
+        }
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let result = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = result {
+        tracing::warn!("sd_notify READY=1 failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifier_sends_once() {
+        let (mut r, w) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut n = Notifier {
+            pipe: Some(File::from(OwnedFd::from(w))),
+        };
+        n.fail(&CliError::endpoint("cannot reach x"));
+        assert!(n.is_done());
+        n.ready(); // ignored: already reported
+        drop(n);
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf).expect("read");
+        assert_eq!(buf[0], ExitCode::Endpoint as u8);
+        assert_eq!(&buf[1..], b"cannot reach x");
+    }
+
+    #[test]
+    fn sd_notify_reaches_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        // Only this test touches NOTIFY_SOCKET.
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        sd_notify_ready();
+        std::env::remove_var("NOTIFY_SOCKET");
+        let mut buf = [0u8; 64];
+        let n = server.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+}

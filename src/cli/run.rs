@@ -1,0 +1,170 @@
+//! The `cosmount` program: parse, resolve, daemonize, check the bucket, mount, serve.
+//!
+//! Order matters: everything that can fail for a user-visible reason (options,
+//! credentials, key files, mountpoint, log file) is resolved in the original process and
+//! printed directly. Then, unless `-f`, the process forks while still single-threaded;
+//! only the child builds the tokio runtime, HEADs the bucket, creates the filesystem and
+//! mounts, reporting readiness (or the reason for failure) to the waiting parent. In the
+//! foreground the same steps run in-process and systemd is notified when `NOTIFY_SOCKET`
+//! is set.
+
+use super::args::{self, Command, MountArgs};
+use super::check::{check_bucket, CHECK_TIMEOUT};
+use super::credentials::scrub_environment;
+use super::daemon::{fork_and_wait, sd_notify_ready, Forked, Notifier};
+use super::error::CliError;
+use super::help;
+use super::logging;
+use super::settings::{resolve, Settings};
+use crate::cos::http::CosHttpClient;
+use crate::fs::CosFs;
+use crate::fuse::{serve, MountOptions};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long the parent waits for the daemon to report.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// FUSE worker threads when `fuse_threads=` is not given: callbacks block on network
+/// I/O, so more threads than cores keep independent operations from queueing.
+pub const DEFAULT_FUSE_THREADS: usize = 16;
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match command {
+        Command::Help => {
+            print!("{}", help::HELP);
+            0
+        }
+        Command::Version => {
+            println!("{}", help::version());
+            0
+        }
+        Command::Mount(m) => mount_command(&m),
+    }
+}
+
+fn fail(e: &CliError) -> i32 {
+    eprintln!("cosmount: {}", e.message);
+    e.code.code()
+}
+
+fn mount_command(m: &MountArgs) -> i32 {
+    let settings = match resolve(m) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    // Nothing we spawn (fusermount3) needs the secrets; we hold them in memory now.
+    scrub_environment();
+    for w in &settings.warnings {
+        eprintln!("cosmount: warning: {w}");
+    }
+    if !settings.foreground
+        && settings.log_file.is_none()
+        && settings.log_level >= super::options::LogLevel::Debug
+    {
+        eprintln!("cosmount: note: debug logs of the background daemon are discarded without logfile=; add -f to see them");
+    }
+    if settings.foreground {
+        logging::init(settings.log_level);
+        return match execute(settings, None) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("{}", e.message);
+                fail(&e)
+            }
+        };
+    }
+    match fork_and_wait(READY_TIMEOUT, settings.log_file.as_ref()) {
+        Err(e) => fail(&e),
+        Ok(Forked::Parent(code)) => code.code(),
+        Ok(Forked::Child(notifier)) => {
+            logging::init(settings.log_level);
+            let notifier = Arc::new(Mutex::new(notifier));
+            let result = execute(settings, Some(notifier.clone()));
+            let mut n = notifier.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{}", e.message);
+                    // Before readiness the parent prints the reason; after it, only the log has it.
+                    n.fail(&e);
+                    e.code.code()
+                }
+            }
+        }
+    }
+}
+
+/// Builds the runtime and client, checks the bucket, mounts and serves until unmounted.
+fn execute(s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
+    for w in &s.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cosmount-io")
+        .build()
+        .map_err(|e| CliError::mount(format!("cannot start the I/O runtime: {e}")))?;
+    let client = CosHttpClient::new(s.client.clone()).map_err(|e| {
+        super::check::explain(
+            &e,
+            &s.source.bucket,
+            &s.endpoint_desc,
+            &s.credentials_origin,
+        )
+    })?;
+    rt.block_on(check_bucket(
+        &client,
+        &s.source.bucket,
+        &s.endpoint_desc,
+        &s.credentials_origin,
+        CHECK_TIMEOUT,
+    ))?;
+    tracing::info!(
+        bucket = %s.source.bucket,
+        prefix = %s.source.prefix,
+        endpoint = %s.endpoint_desc,
+        credentials = %s.credentials_origin,
+        "bucket reachable"
+    );
+    let fs = CosFs::new(Arc::new(client), s.fs.clone(), rt.handle().clone())
+        .map_err(|e| CliError::mount(format!("cannot initialise the filesystem: {e}")))?;
+    let opts = MountOptions {
+        mountpoint: s.mountpoint.clone(),
+        fsname: s.fsname.clone(),
+        allow_other: s.allow_other,
+        read_only: s.read_only,
+        threads: s.fuse_threads.unwrap_or(DEFAULT_FUSE_THREADS),
+        auto_unmount: s.auto_unmount,
+    };
+    let mountpoint = s.mountpoint.display().to_string();
+    let ready_notifier = notifier.clone();
+    let on_ready: Box<dyn FnOnce() + Send> = Box::new(move || {
+        tracing::info!(mountpoint = %mountpoint, "mounted");
+        match ready_notifier {
+            Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).ready(),
+            None => sd_notify_ready(),
+        }
+    });
+    let served = serve(fs, &opts, on_ready);
+    let ready = match &notifier {
+        Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).is_done(),
+        None => true,
+    };
+    // Give in-flight tasks a moment; serve() has already flushed what it could.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    served.map_err(|e| {
+        if ready {
+            CliError::mount(format!("{e}"))
+        } else {
+            CliError::mount(format!("mounting {} failed: {e}", s.mountpoint.display()))
+        }
+    })?;
+    tracing::info!("unmounted");
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! Turns a parsed command line into the configurations of the components:
+//! `CosClientConfig` (endpoint, credentials, SSE policy, retries, timeouts, storage
+//! class, CA file, path style), `FsConfig` (prefix, ownership, umask, caches, part size,
+//! staging) and the mount settings. Everything that can fail for a user-visible reason
+//! (credentials, key files, paths) is done here, before the fork, so the error reaches
+//! the terminal directly. Relative paths are made absolute because the daemon runs in `/`.
+
+use super::args::MountArgs;
+use super::credentials::{self, Found};
+use super::error::CliError;
+use super::keyfile::load_key_file;
+use super::logging::open_log_file;
+use super::mountpoint::check_mountpoint;
+use super::options::{LogLevel, Options, SseRequest};
+use super::source::{parse_source, Source};
+use crate::cos::config::{CosClientConfig, Credentials, Endpoint};
+use crate::cos::sse::{SseMode, SsePolicy};
+use crate::fs::FsConfig;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Region used when neither `url=` nor `region=` is given.
+pub const DEFAULT_REGION: &str = "ap-guangzhou";
+
+/// Everything needed to mount, resolved and validated.
+#[derive(Debug)]
+pub struct Settings {
+    pub source: Source,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub log_level: LogLevel,
+    /// `logfile=`, opened for appending.
+    pub log_file: Option<File>,
+    pub client: CosClientConfig,
+    pub fs: FsConfig,
+    pub allow_other: bool,
+    pub read_only: bool,
+    pub auto_unmount: bool,
+    /// FUSE worker threads (`fuse_threads=`, `-s` = 1); `None` = the adapter's default.
+    pub fuse_threads: Option<usize>,
+    /// Source shown in /proc/mounts.
+    pub fsname: String,
+    /// Where requests go, for messages.
+    pub endpoint_desc: String,
+    /// Where the credentials came from, for messages.
+    pub credentials_origin: String,
+    /// Warnings to show the user (ignored options, credentials about to expire).
+    pub warnings: Vec<String>,
+}
+
+/// Resolves a mount command line.
+pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
+    let source = parse_source(&m.source)?;
+    let opts = Options::parse(&m.options)?;
+    let mountpoint = check_mountpoint(&m.mountpoint)?;
+    let (endpoint, https, endpoint_desc) = endpoint(&opts, &source.bucket);
+    let passwd_file = opts.passwd_file.as_deref().map(absolute).transpose()?;
+    let found = credentials::find_credentials(&source.bucket, passwd_file.as_deref())?;
+    let sse = sse_policy(&opts.sse, https)?;
+    let mut warnings = opts.warnings.clone();
+    if let Some(t) = found.expires {
+        warnings.push(format!(
+            "the temporary credentials from {} expire at {t} and are not refreshed; \
+             requests will fail after that",
+            found.origin
+        ));
+    }
+    let client = client_config(&source.bucket, endpoint, &found, sse, &opts)?;
+    let fs = fs_config(&source.prefix, &opts)?;
+    let mut log_level = opts.log_level.unwrap_or(LogLevel::Warn);
+    if m.debug {
+        log_level = log_level.max(LogLevel::Debug);
+    }
+    let log_file = match &opts.logfile {
+        Some(p) => Some(open_log_file(&absolute(p)?)?),
+        None => None,
+    };
+    Ok(Settings {
+        mountpoint,
+        foreground: m.foreground,
+        log_level,
+        log_file,
+        client,
+        fs,
+        allow_other: opts.allow_other,
+        read_only: opts.read_only,
+        auto_unmount: opts.auto_unmount,
+        fuse_threads: if m.single_thread {
+            Some(1)
+        } else {
+            opts.fuse_threads
+        },
+        fsname: opts.fsname.clone().unwrap_or_else(|| m.source.clone()),
+        endpoint_desc,
+        credentials_origin: found.origin.clone(),
+        warnings,
+        source,
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(p).map_err(|e| CliError::usage(format!("{}: {e}", p.display())))
+}
+
+/// The endpoint, whether it is HTTPS, and a description for messages.
+pub fn endpoint(opts: &Options, bucket: &str) -> (Endpoint, bool, String) {
+    match &opts.url {
+        Some(url) => (
+            Endpoint::Url(url.clone()),
+            url.starts_with("https://"),
+            url.clone(),
+        ),
+        None => {
+            let region = opts.region.as_deref().unwrap_or(DEFAULT_REGION);
+            (
+                Endpoint::Region(region.to_string()),
+                true,
+                format!("https://{bucket}.cos.{region}.myqcloud.com"),
+            )
+        }
+    }
+}
+
+/// Builds and validates the SSE policy, reading the SSE-C key file if any.
+pub fn sse_policy(req: &SseRequest, https: bool) -> Result<SsePolicy, CliError> {
+    let mode = match req {
+        SseRequest::None => SseMode::None,
+        SseRequest::Cos => SseMode::CosManaged,
+        SseRequest::Kms { key_id, context } => SseMode::Kms {
+            key_id: key_id.clone(),
+            context: context.clone(),
+        },
+        SseRequest::Customer { key_file } => {
+            if !https {
+                // Refuse before reading the keys at all.
+                return Err(CliError::usage(
+                    crate::cos::sse::SseConfigError::CustomerKeyOverHttp.to_string()
+                        + " (use an https:// url=)",
+                ));
+            }
+            SseMode::Customer {
+                keys: load_key_file(&absolute(key_file)?)?,
+            }
+        }
+    };
+    SsePolicy::new(mode, https).map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// The COS client configuration.
+pub fn client_config(
+    bucket: &str,
+    endpoint: Endpoint,
+    found: &Found,
+    sse: SsePolicy,
+    opts: &Options,
+) -> Result<CosClientConfig, CliError> {
+    let creds: Credentials = found.credentials.clone();
+    let mut c = CosClientConfig::new(bucket, endpoint, creds);
+    c.path_style = opts.path_style;
+    c.sse = sse;
+    if let Some(p) = &opts.ca_file {
+        let p = absolute(p)?;
+        if !p.is_file() {
+            return Err(CliError::usage(format!(
+                "ca_file {} is not a readable file",
+                p.display()
+            )));
+        }
+        c.ca_file = Some(p);
+    }
+    c.storage_class = opts.storage_class.clone();
+    if let Some(r) = opts.retries {
+        c.retry.max_attempts = r + 1;
+    }
+    if let Some(t) = opts.connect_timeout {
+        c.connect_timeout = t;
+    }
+    if let Some(t) = opts.readwrite_timeout {
+        c.read_timeout = t;
+    }
+    Ok(c)
+}
+
+/// The filesystem configuration.
+pub fn fs_config(prefix: &str, opts: &Options) -> Result<FsConfig, CliError> {
+    let mut f = FsConfig {
+        prefix: prefix.to_string(),
+        read_only: opts.read_only,
+        ..FsConfig::default()
+    };
+    if let Some(v) = opts.uid {
+        f.uid = v;
+    }
+    if let Some(v) = opts.gid {
+        f.gid = v;
+    }
+    if let Some(v) = opts.umask {
+        f.umask = v;
+    }
+    if let Some(v) = opts.stat_cache_expire {
+        f.stat_ttl = v;
+    }
+    if let Some(v) = opts.multipart_size {
+        f.part_size = v;
+    }
+    if let Some(v) = opts.parallel_count {
+        f.parallel_count = v;
+    }
+    if let Some(v) = opts.memory_limit {
+        f.memory_budget = v;
+    }
+    if let Some(v) = opts.block_size {
+        f.block_size = v;
+    }
+    if let Some(v) = &opts.staging_dir {
+        f.staging_dir = absolute(v)?;
+    }
+    if let Some(v) = opts.staging_min_free {
+        f.staging_min_free = v;
+    }
+    // The cache needs room for a few blocks besides in-flight parts.
+    if f.memory_budget < 4 * f.block_size {
+        return Err(CliError::usage(format!(
+            "memory_limit ({} MiB) must be at least 4 blocks of block_size ({} KiB)",
+            f.memory_budget >> 20,
+            f.block_size >> 10
+        )));
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::error::ExitCode;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn opts(items: &[&str]) -> Options {
+        Options::parse(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid")
+    }
+
+    fn found() -> Found {
+        Found {
+            credentials: Credentials::new("AKID", "key", None),
+            origin: "test".into(),
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        let (e, https, d) = endpoint(&opts(&[]), "b-1");
+        assert_eq!(e, Endpoint::Region("ap-guangzhou".into()));
+        assert!(https);
+        assert_eq!(d, "https://b-1.cos.ap-guangzhou.myqcloud.com");
+        let (e, _, _) = endpoint(&opts(&["region=ap-beijing"]), "b-1");
+        assert_eq!(e, Endpoint::Region("ap-beijing".into()));
+        let (e, https, _) = endpoint(&opts(&["url=http://127.0.0.1:9000"]), "b-1");
+        assert_eq!(e, Endpoint::Url("http://127.0.0.1:9000".into()));
+        assert!(!https);
+    }
+
+    #[test]
+    fn client_config_maps_options() {
+        let o = opts(&[
+            "retries=2",
+            "connect_timeout=3",
+            "readwrite_timeout=7",
+            "storage_class=archive",
+            "use_path_request_style",
+        ]);
+        let c = client_config(
+            "b-1",
+            Endpoint::Region("r".into()),
+            &found(),
+            SsePolicy::none(),
+            &o,
+        )
+        .expect("ok");
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.read_timeout, Duration::from_secs(7));
+        assert_eq!(c.storage_class.as_deref(), Some("ARCHIVE"));
+        assert!(c.path_style);
+        assert_eq!(c.bucket, "b-1");
+        let e = client_config(
+            "b-1",
+            Endpoint::Region("r".into()),
+            &found(),
+            SsePolicy::none(),
+            &opts(&["ca_file=/nonexistent.pem"]),
+        )
+        .expect_err("missing ca");
+        assert!(e.message.contains("ca_file"));
+    }
+
+    #[test]
+    fn fs_config_maps_options() {
+        let o = opts(&[
+            "uid=7",
+            "gid=8",
+            "umask=077",
+            "ro",
+            "stat_cache_expire=5",
+            "multipart_size=32",
+            "parallel_count=3",
+            "memory_limit=64",
+            "block_size=4M",
+            "staging_dir=/var/tmp/st",
+            "staging_min_free=10",
+        ]);
+        let f = fs_config("p/", &o).expect("ok");
+        assert_eq!(f.prefix, "p/");
+        assert_eq!((f.uid, f.gid, f.umask), (7, 8, 0o077));
+        assert!(f.read_only);
+        assert_eq!(f.stat_ttl, Duration::from_secs(5));
+        assert_eq!(f.part_size, 32 << 20);
+        assert_eq!(f.parallel_count, 3);
+        assert_eq!(f.memory_budget, 64 << 20);
+        assert_eq!(f.block_size, 4 << 20);
+        assert_eq!(f.staging_dir, PathBuf::from("/var/tmp/st"));
+        assert_eq!(f.staging_min_free, 10 << 20);
+        let d = fs_config("", &opts(&[])).expect("defaults");
+        assert_eq!(d.prefix, "");
+        assert_eq!(d.umask, FsConfig::default().umask);
+        let e = fs_config("", &opts(&["memory_limit=16", "block_size=8M"])).expect_err("too small");
+        assert!(e.message.contains("memory_limit"));
+    }
+
+    #[test]
+    fn sse_policies() {
+        assert!(!sse_policy(&SseRequest::None, false)
+            .expect("none")
+            .uses_customer_keys());
+        assert!(matches!(
+            sse_policy(&SseRequest::Cos, true).expect("cos").mode(),
+            SseMode::CosManaged
+        ));
+        let bad_ctx = SseRequest::Kms {
+            key_id: None,
+            context: Some("not base64!".into()),
+        };
+        assert!(sse_policy(&bad_ctx, true)
+            .unwrap_err()
+            .message
+            .contains("context"));
+        let d = tempfile::tempdir().expect("tempdir");
+        let k = d.path().join("k");
+        std::fs::write(&k, "0123456789abcdef0123456789abcdef\n").expect("write");
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let req = SseRequest::Customer {
+            key_file: k.clone(),
+        };
+        assert_eq!(
+            sse_policy(&req, true).expect("ssec").customer_keys().len(),
+            1
+        );
+        let e = sse_policy(&req, false).expect_err("http refused");
+        assert_eq!(e.code, ExitCode::Usage);
+        assert!(e.message.contains("HTTPS"), "{}", e.message);
+    }
+}

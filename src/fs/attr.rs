@@ -1,0 +1,229 @@
+//! File attributes and the cosfs metadata conventions (cos-api.md §4.13).
+//!
+//! Objects carry `x-cos-meta-mode` (decimal full `st_mode`), `-uid`, `-gid` and `-mtime`
+//! (decimal Unix seconds). Objects written by other tools may carry none of them: they
+//! get the mount's uid/gid, `0666 & !umask` (files) or `0777 & !umask` (directories) and
+//! `Last-Modified` as mtime. The file type comes from the mode bits when present, else
+//! from `Content-Type: application/x-directory` or a trailing `/`.
+
+use crate::cos::{ObjectMeta, PutOptions};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Content type of directory marker objects.
+pub const DIR_CONTENT_TYPE: &str = "application/x-directory";
+
+pub const S_IFMT: u32 = libc::S_IFMT;
+pub const S_IFREG: u32 = libc::S_IFREG;
+pub const S_IFDIR: u32 = libc::S_IFDIR;
+pub const S_IFLNK: u32 = libc::S_IFLNK;
+
+/// What an inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File,
+    Directory,
+    Symlink,
+}
+
+/// Attributes of an inode, independent of fuser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits only (no file-type bits).
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+}
+
+impl Attr {
+    /// The full `st_mode` as stored in `x-cos-meta-mode`.
+    pub fn mode(&self) -> u32 {
+        let t = match self.kind {
+            FileKind::File => S_IFREG,
+            FileKind::Directory => S_IFDIR,
+            FileKind::Symlink => S_IFLNK,
+        };
+        t | u32::from(self.perm)
+    }
+}
+
+/// The metadata part of attributes, as read from or written to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaAttrs {
+    pub kind: FileKind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+}
+
+/// Defaults for objects without metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+}
+
+fn parse_u32(m: &BTreeMap<String, String>, k: &str) -> Option<u32> {
+    m.get(k).and_then(|v| v.trim().parse::<u32>().ok())
+}
+
+/// Reads the conventions from `x-cos-meta-*` (lowercase suffixes), the content type and
+/// the key. `is_dir_hint` is true for a `dir/` marker or a prefix.
+pub fn meta_from(
+    user_meta: &BTreeMap<String, String>,
+    content_type: Option<&str>,
+    key: &str,
+    last_modified: SystemTime,
+    d: &Defaults,
+) -> MetaAttrs {
+    let mode = parse_u32(user_meta, "mode").or_else(|| parse_u32(user_meta, "permissions"));
+    let dir_hint = key.ends_with('/') || content_type == Some(DIR_CONTENT_TYPE);
+    let kind = match mode.map(|m| m & S_IFMT) {
+        Some(S_IFDIR) => FileKind::Directory,
+        Some(S_IFLNK) => FileKind::Symlink,
+        Some(S_IFREG) => FileKind::File,
+        _ if dir_hint => FileKind::Directory,
+        _ => FileKind::File,
+    };
+    let perm = match (mode, kind) {
+        (Some(m), _) => (m & 0o7777) as u16,
+        (None, FileKind::Directory) => (0o777 & !d.umask) as u16,
+        (None, FileKind::Symlink) => 0o777,
+        (None, FileKind::File) => (0o666 & !d.umask) as u16,
+    };
+    let uid = parse_u32(user_meta, "uid")
+        .or_else(|| parse_u32(user_meta, "owner"))
+        .unwrap_or(d.uid);
+    let gid = parse_u32(user_meta, "gid")
+        .or_else(|| parse_u32(user_meta, "group"))
+        .unwrap_or(d.gid);
+    let mtime = user_meta
+        .get("mtime")
+        .and_then(|v| v.trim().split('.').next().and_then(|s| s.parse::<u64>().ok()))
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        .unwrap_or(last_modified);
+    MetaAttrs {
+        kind,
+        perm,
+        uid,
+        gid,
+        mtime,
+    }
+}
+
+/// Reads the conventions from a HEAD answer.
+pub fn meta_from_object(m: &ObjectMeta, d: &Defaults) -> MetaAttrs {
+    meta_from(
+        &m.user_meta,
+        m.content_type.as_deref(),
+        &m.key,
+        m.last_modified,
+        d,
+    )
+}
+
+/// Default attributes of a directory known only as a prefix.
+pub fn implicit_dir(d: &Defaults) -> MetaAttrs {
+    MetaAttrs {
+        kind: FileKind::Directory,
+        perm: (0o777 & !d.umask) as u16,
+        uid: d.uid,
+        gid: d.gid,
+        mtime: UNIX_EPOCH,
+    }
+}
+
+/// The object attributes that store `m` (and the content type of the object).
+pub fn put_options(m: &MetaAttrs, content_type: Option<String>) -> PutOptions {
+    let t = match m.kind {
+        FileKind::File => S_IFREG,
+        FileKind::Directory => S_IFDIR,
+        FileKind::Symlink => S_IFLNK,
+    };
+    let secs = m
+        .mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut user_meta = BTreeMap::new();
+    user_meta.insert("mode".to_string(), (t | u32::from(m.perm)).to_string());
+    user_meta.insert("uid".to_string(), m.uid.to_string());
+    user_meta.insert("gid".to_string(), m.gid.to_string());
+    user_meta.insert("mtime".to_string(), secs.to_string());
+    let content_type = match m.kind {
+        FileKind::Directory => Some(DIR_CONTENT_TYPE.to_string()),
+        _ => content_type,
+    };
+    PutOptions {
+        content_type,
+        user_meta,
+    }
+}
+
+/// Keeps user metadata that is not ours (e.g. set by other tools) when rewriting ours.
+pub fn merge_foreign(opts: &mut PutOptions, old: &BTreeMap<String, String>) {
+    for (k, v) in old {
+        opts.user_meta.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults {
+        uid: 1000,
+        gid: 100,
+        umask: 0o022,
+    };
+
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn cosfs_mode_values_decode() {
+        let a = meta_from(&m(&[("mode", "33188")]), None, "f", UNIX_EPOCH, &D);
+        assert_eq!((a.kind, a.perm), (FileKind::File, 0o644));
+        let a = meta_from(&m(&[("mode", "16877")]), None, "d/", UNIX_EPOCH, &D);
+        assert_eq!((a.kind, a.perm), (FileKind::Directory, 0o755));
+        let a = meta_from(&m(&[("mode", "41471")]), None, "l", UNIX_EPOCH, &D);
+        assert_eq!((a.kind, a.perm), (FileKind::Symlink, 0o777));
+        // Permission bits only: the type comes from the content type / key.
+        let a = meta_from(&m(&[("mode", "493")]), Some(DIR_CONTENT_TYPE), "d", UNIX_EPOCH, &D);
+        assert_eq!((a.kind, a.perm), (FileKind::Directory, 0o755));
+    }
+
+    #[test]
+    fn missing_metadata_uses_defaults_and_last_modified() {
+        let lm = UNIX_EPOCH + Duration::from_secs(77);
+        let a = meta_from(&m(&[]), None, "f", lm, &D);
+        assert_eq!((a.perm, a.uid, a.gid, a.mtime), (0o644, 1000, 100, lm));
+        let a = meta_from(&m(&[]), None, "d/", lm, &D);
+        assert_eq!(a.perm, 0o755);
+        let a = meta_from(&m(&[("uid", "5"), ("gid", "6"), ("mtime", "1234")]), None, "f", lm, &D);
+        assert_eq!((a.uid, a.gid), (5, 6));
+        assert_eq!(a.mtime, UNIX_EPOCH + Duration::from_secs(1234));
+    }
+
+    #[test]
+    fn put_options_round_trip() {
+        let a = MetaAttrs {
+            kind: FileKind::Symlink,
+            perm: 0o777,
+            uid: 1,
+            gid: 2,
+            mtime: UNIX_EPOCH + Duration::from_secs(99),
+        };
+        let o = put_options(&a, None);
+        assert_eq!(o.user_meta["mode"], "41471");
+        let b = meta_from(&o.user_meta, o.content_type.as_deref(), "l", UNIX_EPOCH, &D);
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,230 @@
+//! Runs the `coslocal` binary for one test: self-signed TLS on loopback, a credentials
+//! file, a JSON-lines request log and a plain-HTTP control port for fault injection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Knobs of one coslocal instance.
+#[derive(Debug, Clone)]
+pub struct CoslocalOptions {
+    pub bucket: String,
+    pub region: String,
+    pub latency_ms: Option<u64>,
+    /// Extra command-line arguments (e.g. for options added later).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for CoslocalOptions {
+    fn default() -> Self {
+        CoslocalOptions {
+            bucket: "testbucket-1250000000".into(),
+            region: "ap-guangzhou".into(),
+            latency_ms: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running coslocal; killed on drop.
+pub struct Coslocal {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub ca: PathBuf,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub request_log: PathBuf,
+    pub data_dir: PathBuf,
+    pub stderr_log: PathBuf,
+    pub control: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Coslocal {
+    /// Starts coslocal under `dir` and waits for its `coslocal ready` line.
+    pub fn start(dir: &Path, opts: CoslocalOptions) -> Coslocal {
+        let data_dir = dir.join("cos-data");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let ca = dir.join("ca.pem");
+        let creds = dir.join("cos-credentials");
+        let secret_id = format!("AKIDtest{:08x}", rand::random::<u32>());
+        let secret_key = format!(
+            "sk{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        super::write_private(&creds, format!("{secret_id}:{secret_key}\n").as_bytes());
+        let request_log = dir.join("requests.jsonl");
+        let stderr_log = dir.join("coslocal.log");
+        let control = format!("127.0.0.1:{}", free_port());
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coslocal"));
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--bucket", &opts.bucket, "--region", &opts.region])
+            .args(["--listen", "127.0.0.1:0", "--tls-self-signed"])
+            .arg("--ca-out")
+            .arg(&ca)
+            .arg("--credentials-file")
+            .arg(&creds)
+            .arg("--request-log")
+            .arg(&request_log)
+            .args(["--control-listen", &control]);
+        if let Some(ms) = opts.latency_ms {
+            cmd.args(["--latency-ms", &ms.to_string()]);
+        }
+        cmd.args(&opts.extra_args);
+        let err = std::fs::File::create(&stderr_log).expect("coslocal log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+        let mut child = cmd.spawn().expect("spawn coslocal");
+        let stdout = child.stdout.take().expect("coslocal stdout");
+
+        // Read the ready line on a thread so a silent coslocal cannot hang the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if line.starts_with("coslocal ready") {
+                    let _ = tx.send(line);
+                    break;
+                }
+            }
+            // Keep draining so coslocal never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                panic!("coslocal did not print its ready line within 30 s; stderr:\n{log}");
+            }
+        };
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")[..]).map(str::to_string))
+        };
+        let endpoint = field("endpoint").unwrap_or_else(|| panic!("no endpoint= in {line:?}"));
+        let bucket = field("bucket").unwrap_or(opts.bucket.clone());
+        let region = field("region").unwrap_or(opts.region.clone());
+        Coslocal {
+            child,
+            endpoint,
+            bucket,
+            region,
+            ca,
+            secret_id,
+            secret_key,
+            request_log,
+            data_dir,
+            stderr_log,
+            control,
+        }
+    }
+
+    /// Every request logged so far.
+    pub fn requests(&self) -> Vec<super::LogEntry> {
+        super::reqlog::read(&self.request_log)
+    }
+
+    /// Number of lines in the request log (a cursor for [`Coslocal::requests_since`]).
+    pub fn request_count(&self) -> usize {
+        self.requests().len()
+    }
+
+    /// Requests logged after the `from`-th.
+    pub fn requests_since(&self, from: usize) -> Vec<super::LogEntry> {
+        self.requests().into_iter().skip(from).collect()
+    }
+
+    /// `PUT /faults` on the control port with a JSON body.
+    pub fn set_faults(&self, json: &str) {
+        let (status, body) = self.control_request("PUT", "/faults", Some(json));
+        assert!(
+            (200..300).contains(&status),
+            "PUT /faults {json} -> {status}: {body}"
+        );
+    }
+
+    /// Removes every fault (PUT replaces the whole configuration).
+    pub fn clear_faults(&self) {
+        self.set_faults("{}");
+    }
+
+    /// `GET /stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = self.control_request("GET", "/stats", None);
+        assert_eq!(status, 200, "GET /stats: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats JSON {e}: {body}"))
+    }
+
+    /// A minimal HTTP/1.1 client for the control port (std only, Connection: close).
+    pub fn control_request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.control)
+            .unwrap_or_else(|e| panic!("connect control port {}: {e}", self.control));
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.control,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write control request");
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).expect("read control response");
+        let text = String::from_utf8_lossy(&resp).to_string();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        (status, body)
+    }
+
+    /// The SSE-C-free path of an object in coslocal's data dir is not part of its
+    /// contract; tests look at objects through the SDK or the request log instead.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for Coslocal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

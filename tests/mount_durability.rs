@@ -1,0 +1,246 @@
+//! Durability through a real mount: an upload that fails (faults injected on coslocal's
+//! control port) makes fsync()/close() fail with EIO and leaves the old object intact;
+//! fsync() that succeeded survives a SIGKILL of the daemon; SIGTERM flushes a file still
+//! open for writing; `ro` gives EROFS; the staging free-space floor gives ENOSPC.
+
+mod mount_common;
+
+use mount_common::fsops::{assert_errno, errno_of};
+use mount_common::{pattern, Harness, MountOptions};
+use std::io::Write;
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const MIB: usize = 1024 * 1024;
+
+/// close(2) of a file, returning its error (std's Drop swallows it).
+fn close(f: std::fs::File) -> std::io::Result<()> {
+    let fd = f.into_raw_fd();
+    // SAFETY: we own fd (into_raw_fd) and close it exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The bucket's view of `key`: through the SDK when present.
+fn bucket_content(h: &Harness, key: &str) -> Option<Vec<u8>> {
+    let sdk = h.sdk()?;
+    sdk.get(key, None).ok()
+}
+
+const FAULT_MULTIPART: &str =
+    r#"{"kind":"internal_error","every_nth":1,"ops":["UploadPart","CompleteMultipartUpload"]}"#;
+const FAULT_PUT: &str = r#"{"kind":"internal_error","every_nth":1,"ops":["PutObject","UploadPart","CompleteMultipartUpload"]}"#;
+
+#[test]
+fn failed_upload_fails_fsync_and_close_and_keeps_old_object() {
+    let Some(h) = Harness::start("dur-faults") else {
+        return;
+    };
+    let mut m = h.mount(
+        MountOptions::default()
+            .opt("multipart_size=1")
+            .opt("retries=1"),
+    );
+    let old = pattern(41, 2 * MIB + 10);
+    std::fs::write(m.path("victim.bin"), &old).unwrap();
+    std::fs::write(m.path("victim2.bin"), &old).unwrap();
+    std::fs::write(m.path("small.txt"), b"old small").unwrap();
+
+    h.cos.set_faults(FAULT_MULTIPART);
+    let new = pattern(42, 3 * MIB + 1);
+    // fsync must report the failed upload.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("victim.bin"))
+        .unwrap();
+    let w = f.write_all(&new);
+    let s = f.sync_all();
+    assert!(
+        w.is_err() || s.is_err(),
+        "write+fsync of a failing upload reported success"
+    );
+    if let Err(e) = &s {
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "fsync error: {e}");
+    }
+    let _ = close(f);
+    // close without fsync must report it too.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("victim2.bin"))
+        .unwrap();
+    let w = f.write_all(&new);
+    let c = close(f);
+    assert!(
+        w.is_err() || c.is_err(),
+        "close of a failing upload reported success"
+    );
+    if let Err(e) = c {
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "close error: {e}");
+    }
+    // While COS still refuses, the bucket holds the old content.
+    for key in ["victim.bin", "victim2.bin"] {
+        if let Some(b) = bucket_content(&h, key) {
+            assert!(
+                b == old,
+                "{key} in the bucket changed after a failed upload ({} bytes)",
+                b.len()
+            );
+        }
+    }
+
+    // A small file (single PUT) fails the same way.
+    h.cos.set_faults(FAULT_PUT);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("small.txt"))
+        .unwrap();
+    let w = f.write_all(b"new small");
+    let c = close(f);
+    assert!(
+        w.is_err() || c.is_err(),
+        "close of a failing PUT reported success"
+    );
+    if let Some(b) = bucket_content(&h, "small.txt") {
+        assert_eq!(b, b"old small");
+    }
+
+    h.cos.clear_faults();
+    m.remount();
+    // Unacknowledged data may or may not have been retried later, but never half of it.
+    for key in ["victim.bin", "victim2.bin"] {
+        let got = std::fs::read(m.path(key)).unwrap();
+        assert!(
+            got == old || got == new,
+            "{key} is neither old nor new after recovery ({} bytes)",
+            got.len()
+        );
+    }
+    let s = std::fs::read(m.path("small.txt")).unwrap();
+    assert!(s == b"old small" || s == b"new small", "small.txt: {s:?}");
+}
+
+#[test]
+fn fsynced_data_survives_sigkill() {
+    let Some(h) = Harness::start("dur-sigkill") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
+    let data = pattern(51, MIB + 333);
+    let mut f = std::fs::File::create(m.path("acked.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    f.sync_all().expect("fsync");
+    m.signal(libc::SIGKILL);
+    let _ = m.wait_exit(Duration::from_secs(10));
+    drop(f);
+    m.remount();
+    assert!(
+        std::fs::read(m.path("acked.bin")).unwrap() == data,
+        "fsynced data lost after SIGKILL"
+    );
+}
+
+#[test]
+fn sigterm_flushes_open_files() {
+    let Some(h) = Harness::start("dur-sigterm") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
+    let data = pattern(61, 1_200_000);
+    let mut f = std::fs::File::create(m.path("open.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    // No fsync, no close: the daemon is asked to stop while the file is open.
+    m.signal(libc::SIGTERM);
+    let st = m.wait_exit(Duration::from_secs(60));
+    eprintln!("daemon exit after SIGTERM: {st:?}");
+    drop(f);
+    m.remount();
+    let got = std::fs::read(m.path("open.bin")).unwrap_or_default();
+    assert!(
+        got == data,
+        "SIGTERM lost the data of an open file ({} of {} bytes)\nlog:\n{}",
+        got.len(),
+        data.len(),
+        m.log_text()
+    );
+}
+
+#[test]
+fn read_only_mount_refuses_changes() {
+    let Some(h) = Harness::start("dur-ro") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default());
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/f"), b"content").unwrap();
+    m.remount_with(|o| o.options.push("ro".into()));
+    let cursor = h.cos.request_count();
+    assert_eq!(std::fs::read(m.path("d/f")).unwrap(), b"content");
+    let erofs = [libc::EROFS];
+    assert_errno("create", std::fs::write(m.path("new"), b"x"), &erofs);
+    assert_errno(
+        "open for write",
+        std::fs::OpenOptions::new().write(true).open(m.path("d/f")),
+        &erofs,
+    );
+    assert_errno("mkdir", std::fs::create_dir(m.path("e")), &erofs);
+    assert_errno("unlink", std::fs::remove_file(m.path("d/f")), &erofs);
+    assert_errno("rmdir", std::fs::remove_dir(m.path("d")), &erofs);
+    assert_errno(
+        "rename",
+        std::fs::rename(m.path("d/f"), m.path("g")),
+        &erofs,
+    );
+    assert_errno(
+        "chmod",
+        std::fs::set_permissions(m.path("d/f"), std::fs::Permissions::from_mode(0o600)),
+        &erofs,
+    );
+    assert_errno(
+        "symlink",
+        std::os::unix::fs::symlink("x", m.path("l")),
+        &erofs,
+    );
+    assert_eq!(std::fs::read(m.path("d/f")).unwrap(), b"content");
+    let mutating: Vec<_> = h
+        .cos
+        .requests_since(cursor)
+        .into_iter()
+        .filter(|e| e.method != "GET" && e.method != "HEAD")
+        .map(|e| format!("{} {} {}", e.method, e.op, e.key))
+        .collect();
+    assert!(mutating.is_empty(), "a read-only mount sent {mutating:?}");
+}
+
+#[test]
+fn staging_floor_gives_enospc_not_corruption() {
+    let Some(h) = Harness::start("dur-enospc") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default());
+    let old = pattern(71, 300_000);
+    std::fs::write(m.path("existing.bin"), &old).unwrap();
+    // A floor far above the free space of any disk: staging is never allowed.
+    m.remount_with(|o| o.options.push("staging_min_free=1000000000".into()));
+    let r = (|| -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(m.path("existing.bin"))?;
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"patch", 1000)?;
+        f.sync_all()?;
+        close(f)
+    })();
+    let e = errno_of("random write with no staging space", r);
+    assert_eq!(e, libc::ENOSPC, "errno {e}");
+    assert!(
+        std::fs::read(m.path("existing.bin")).unwrap() == old,
+        "refused write changed the file"
+    );
+}

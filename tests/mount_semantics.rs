@@ -1,0 +1,305 @@
+//! File-system semantics through a real mount over coslocal HTTPS, with the Python SDK as
+//! a second client: awkward names, directories from markers and from bare prefixes, a
+//! directory longer than one listing page, other clients' changes after
+//! `stat_cache_expire`, cosfs metadata (`x-cos-meta-mode` & co) in both directions, and
+//! the documented refusals (hard links, extended attributes, special files: ENOTSUP, as
+//! src/fuse/mod.rs documents).
+
+mod mount_common;
+
+use mount_common::fsops::{assert_errno, hard_link, set_xattr};
+use mount_common::{Harness, MountOptions};
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().expect("utf-8 name"))
+        .collect()
+}
+
+const AWKWARD: [&str; 7] = [
+    "with space.txt",
+    "100% done.txt",
+    "a+b=c.txt",
+    "ünïcødé-日本語.txt",
+    "question?hash#amp&.txt",
+    "tilde~quote'.txt",
+    "semi;colon,comma.txt",
+];
+
+#[test]
+fn awkward_names_round_trip() {
+    let Some(h) = Harness::start("sem-names") else {
+        return;
+    };
+    let sdk = h.sdk();
+    let mut m = h.mount(MountOptions::default());
+    std::fs::create_dir(m.path("dir with space")).unwrap();
+    for (i, n) in AWKWARD.iter().enumerate() {
+        std::fs::write(m.path(n), format!("file {i}"))
+            .unwrap_or_else(|e| panic!("create {n:?}: {e}"));
+        std::fs::write(
+            m.path(&format!("dir with space/{n}")),
+            format!("nested {i}"),
+        )
+        .unwrap();
+    }
+    std::fs::rename(m.path("a+b=c.txt"), m.path("renamed 100%+ü.txt")).expect("rename awkward");
+    m.remount();
+    let mut want: BTreeSet<String> = AWKWARD.iter().map(|s| s.to_string()).collect();
+    want.remove("a+b=c.txt");
+    want.insert("renamed 100%+ü.txt".into());
+    want.insert("dir with space".into());
+    assert_eq!(names(&m.mountpoint), want);
+    assert_eq!(
+        std::fs::read_to_string(m.path("100% done.txt")).unwrap(),
+        "file 1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("dir with space/ünïcødé-日本語.txt")).unwrap(),
+        "nested 3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("renamed 100%+ü.txt")).unwrap(),
+        "file 2"
+    );
+
+    // The bucket holds exactly these keys (not percent-encoded twice, no '+' for space).
+    if let Some(sdk) = sdk {
+        let keys: BTreeSet<String> = sdk.list("").into_iter().collect();
+        for n in AWKWARD.iter().filter(|n| **n != "a+b=c.txt") {
+            assert!(
+                keys.contains(*n),
+                "key {n:?} missing from bucket listing {keys:?}"
+            );
+            assert!(
+                keys.contains(&format!("dir with space/{n}")),
+                "nested {n:?} missing: {keys:?}"
+            );
+        }
+        assert!(keys.contains("renamed 100%+ü.txt"), "{keys:?}");
+        // And an object the SDK puts under such a name reads through the mount.
+        sdk.put("sdk + 50% ü.txt", b"from sdk", None, &[])
+            .expect_ok("put awkward");
+        assert_eq!(
+            std::fs::read(m.path("sdk + 50% ü.txt")).unwrap(),
+            b"from sdk"
+        );
+    }
+}
+
+#[test]
+fn directories_from_markers_and_prefixes() {
+    let Some(h) = Harness::start("sem-dirs") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    sdk.put("marker/", b"", None, &[]).expect_ok("marker");
+    sdk.put("implicit/sub/file.txt", b"deep", None, &[])
+        .expect_ok("implicit");
+    sdk.put("marker/inner.txt", b"inner", None, &[])
+        .expect_ok("inner");
+    let m = h.mount(MountOptions::default());
+    assert_eq!(
+        names(&m.mountpoint),
+        BTreeSet::from(["marker".into(), "implicit".into()])
+    );
+    assert!(std::fs::metadata(m.path("marker")).unwrap().is_dir());
+    assert!(
+        std::fs::metadata(m.path("implicit")).unwrap().is_dir(),
+        "bare prefix is a directory"
+    );
+    assert!(std::fs::metadata(m.path("implicit/sub")).unwrap().is_dir());
+    assert_eq!(
+        std::fs::read(m.path("implicit/sub/file.txt")).unwrap(),
+        b"deep"
+    );
+    assert_eq!(
+        names(&m.path("marker")),
+        BTreeSet::from(["inner.txt".into()]),
+        "marker itself not listed"
+    );
+    // An implicit directory can be written into and removed when emptied.
+    std::fs::write(m.path("implicit/new.txt"), b"n").unwrap();
+    std::fs::remove_file(m.path("implicit/sub/file.txt")).unwrap();
+    // (Whether the emptied bare-prefix "sub" survives is the file system's choice.)
+    assert!(names(&m.path("implicit")).contains("new.txt"));
+    assert_errno(
+        "stat removed",
+        std::fs::metadata(m.path("implicit/sub/file.txt")),
+        &[libc::ENOENT],
+    );
+}
+
+#[test]
+fn big_directory_paginates() {
+    let Some(h) = Harness::start("sem-bigdir") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    const N: usize = 1234;
+    sdk.run(&["put-many", "big/f", &N.to_string()])
+        .expect_ok("put-many");
+    let m = h.mount(MountOptions::default());
+    let got = names(&m.path("big"));
+    assert_eq!(
+        got.len(),
+        N,
+        "readdir of {N} objects returned {}",
+        got.len()
+    );
+    for i in [0, 999, 1000, 1001, N - 1] {
+        assert!(got.contains(&format!("f{i:06}")), "f{i:06} missing");
+    }
+    // ls -l: every entry stats.
+    for n in got.iter().take(50) {
+        assert_eq!(
+            std::fs::metadata(m.path(&format!("big/{n}")))
+                .unwrap()
+                .len() as usize,
+            format!("object {}\n", n[1..].parse::<usize>().unwrap()).len()
+        );
+    }
+    let lists = h
+        .cos
+        .requests()
+        .iter()
+        .filter(|e| e.op == "ListObjects")
+        .count();
+    assert!(
+        lists >= 2,
+        "a {N}-entry directory needs at least 2 list pages, saw {lists} ListObjects"
+    );
+}
+
+#[test]
+fn external_changes_show_after_stat_cache_expire() {
+    let Some(h) = Harness::start("sem-external") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    sdk.put("ext.txt", b"version one", None, &[])
+        .expect_ok("put v1");
+    sdk.put("doomed.txt", b"x", None, &[])
+        .expect_ok("put doomed");
+    let m = h.mount(MountOptions::default().opt("stat_cache_expire=1"));
+    assert_eq!(std::fs::read(m.path("ext.txt")).unwrap(), b"version one");
+    assert!(names(&m.mountpoint).contains("doomed.txt"));
+    sdk.put("ext.txt", b"version two, longer", None, &[])
+        .expect_ok("put v2");
+    sdk.put("born.txt", b"new", None, &[]).expect_ok("put born");
+    sdk.delete("doomed.txt").expect_ok("delete doomed");
+    let ok = mount_common::wait_until(Duration::from_secs(10), || {
+        std::fs::metadata(m.path("ext.txt"))
+            .map(|md| md.len())
+            .unwrap_or(0)
+            == 19
+    });
+    assert!(ok, "size of an externally rewritten object never updated");
+    assert_eq!(
+        std::fs::read(m.path("ext.txt")).unwrap(),
+        b"version two, longer",
+        "content stale"
+    );
+    let ok = mount_common::wait_until(Duration::from_secs(10), || {
+        let n = names(&m.mountpoint);
+        n.contains("born.txt") && !n.contains("doomed.txt")
+    });
+    assert!(
+        ok,
+        "listing never showed the external create/delete: {:?}",
+        names(&m.mountpoint)
+    );
+    assert_eq!(std::fs::read(m.path("born.txt")).unwrap(), b"new");
+    assert_errno(
+        "stat deleted",
+        std::fs::metadata(m.path("doomed.txt")),
+        &[libc::ENOENT],
+    );
+}
+
+#[test]
+fn cosfs_metadata_both_ways() {
+    let Some(h) = Harness::start("sem-meta") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    // As cosfs writes them: decimal st_mode with type bits, uid, gid, mtime seconds.
+    sdk.put(
+        "meta.txt",
+        b"meta",
+        None,
+        &[
+            ("x-cos-meta-mode", "33184"),
+            ("x-cos-meta-uid", "1234"),
+            ("x-cos-meta-gid", "4321"),
+            ("x-cos-meta-mtime", "1500000000"),
+        ],
+    )
+    .expect_ok("put meta");
+    sdk.put("mdir/", b"", None, &[("x-cos-meta-mode", "16872")])
+        .expect_ok("put dir marker");
+    sdk.put("nometa.txt", b"n", None, &[])
+        .expect_ok("put nometa");
+    let m = h.mount(MountOptions::default().opt("umask=022"));
+    let md = std::fs::metadata(m.path("meta.txt")).unwrap();
+    assert_eq!(md.mode(), 0o100640, "mode from x-cos-meta-mode");
+    assert_eq!((md.uid(), md.gid()), (1234, 4321), "uid/gid from meta");
+    assert_eq!(md.mtime(), 1_500_000_000, "mtime from x-cos-meta-mtime");
+    let d = std::fs::metadata(m.path("mdir")).unwrap();
+    assert!(d.is_dir());
+    assert_eq!(d.mode() & 0o7777, 0o750, "dir mode from marker meta");
+    assert!(std::fs::metadata(m.path("nometa.txt")).unwrap().is_file());
+
+    // And what the mount writes, cosfs reads: chmod lands in x-cos-meta-mode (decimal).
+    std::fs::write(m.path("mine.txt"), b"m").unwrap();
+    std::fs::set_permissions(m.path("mine.txt"), std::fs::Permissions::from_mode(0o604)).unwrap();
+    mount_common::fsops::set_times(&m.path("mine.txt"), (1_700_000_000, 0), (1_700_000_001, 0))
+        .unwrap();
+    let head = sdk.head("mine.txt", None).expect("head mine");
+    assert_eq!(
+        head["x-cos-meta-mode"].as_str(),
+        Some("33156"),
+        "x-cos-meta-mode after chmod: {head}"
+    );
+    assert_eq!(
+        head["x-cos-meta-mtime"].as_str(),
+        Some("1700000001"),
+        "x-cos-meta-mtime: {head}"
+    );
+}
+
+#[test]
+fn hard_links_and_xattrs_are_refused() {
+    let Some(h) = Harness::start("sem-refusals") else {
+        return;
+    };
+    let m = h.mount(MountOptions::default());
+    std::fs::write(m.path("f"), b"f").unwrap();
+    assert_errno(
+        "link",
+        hard_link(&m.path("f"), &m.path("g")),
+        &[libc::ENOTSUP],
+    );
+    assert!(!m.path("g").exists());
+    assert_errno(
+        "setxattr",
+        set_xattr(&m.path("f"), "user.test", b"v"),
+        &[libc::ENOTSUP],
+    );
+    // mknod of a FIFO is refused too; the file system stays healthy afterwards.
+    let c = mount_common::fsops::cstr(&m.path("fifo"));
+    // SAFETY: valid path.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_ne!(r, 0, "mkfifo should be refused");
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTSUP),
+        "mkfifo errno (fuse/mod.rs documents ENOTSUP)"
+    );
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"f");
+}
