@@ -6,8 +6,9 @@
 #
 # mount(8) support needs no symlink: `mount -t fuse.cosmount` (and fstab type
 # fuse.cosmount) runs /sbin/mount.fuse3 from the fuse3 package, which executes
-# `cosmount SOURCE MOUNTPOINT -o OPTIONS` through /bin/sh with PATH containing
-# /usr/local/bin. This script therefore only checks that mount.fuse3 is present.
+# `cosmount SOURCE MOUNTPOINT -o OPTIONS` through /bin/sh; mount(8) sets PATH to
+# /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin for it, so the binary
+# must be reachable there. This script checks that mount.fuse3 is present.
 set -eu
 
 prefix=/usr/local
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
         --prefix) prefix=$2; shift 2 ;;
         --prefix=*) prefix=${1#--prefix=}; shift ;;
         --no-systemd) systemd=no; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument '$1'" >&2; exit 1 ;;
     esac
 done

@@ -4,8 +4,9 @@
 //! client uploads (single PUT and multipart) are read by the SDK with the key and refused
 //! without it or with another key.
 //!
-//! Needs /work/main/.venv (scripts/setup-python.sh). Without it the test is skipped with a
-//! message, except when the environment variable CI is set: then it fails.
+//! Needs the repository's .venv (scripts/setup-python.sh), or a python with qcloud_cos in
+//! $COSMOUNT_PYTHON. Without it the test is skipped with a message, except when the
+//! environment variable CI is set: then it fails.
 
 mod common;
 
@@ -19,9 +20,12 @@ use std::path::{Path, PathBuf};
 
 const MIB: usize = 1024 * 1024;
 
-/// The venv's python, if it has the SDK; `None` means skip (outside CI).
+/// The venv's python (or $COSMOUNT_PYTHON), if it has the SDK; `None` means skip
+/// (outside CI).
 fn python() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let py = std::env::var_os("COSMOUNT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
     let ok = std::process::Command::new(&py)
         .args(["-c", "import qcloud_cos"])
         .output()

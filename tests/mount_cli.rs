@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Serialises the tests that touch /etc/fstab.
+/// Serialises the tests that touch /etc/fstab and /usr/local/bin.
 static SYSTEM_FILES: Mutex<()> = Mutex::new(());
 
 /// Unmounts a path on drop (for mounts made outside the harness).
@@ -151,22 +151,43 @@ fn bad_credentials_fail_fast_without_mounting() {
     assert!(!is_mounted(&mnt));
 }
 
-/// A directory holding only a `cosmount` symlink, for a minimal PATH.
-fn bin_dir(h: &Harness) -> PathBuf {
-    let d = h.path("bin");
-    std::fs::create_dir_all(&d).unwrap();
-    let link = d.join("cosmount");
-    if !link.exists() {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cosmount"), &link).unwrap();
+/// `/usr/local/bin/cosmount` → the binary under test, for the duration of a test:
+/// mount(8) and mount.fuse3 run the helper with the standard PATH, as at boot. An existing
+/// file that is not our symlink is left alone (the test then fails with a clear message).
+struct InstalledBinary(PathBuf);
+
+impl InstalledBinary {
+    fn install() -> InstalledBinary {
+        let link = PathBuf::from("/usr/local/bin/cosmount");
+        let ours = PathBuf::from(env!("CARGO_BIN_EXE_cosmount"));
+        match std::fs::read_link(&link) {
+            Ok(t) if t == ours => {}
+            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
+                panic!(
+                    "{} exists and is not this build's binary; remove it to run this test",
+                    link.display()
+                )
+            }
+            _ => {
+                std::fs::create_dir_all("/usr/local/bin").unwrap();
+                std::os::unix::fs::symlink(&ours, &link).expect("symlink /usr/local/bin/cosmount");
+            }
+        }
+        InstalledBinary(link)
     }
-    d
 }
 
-/// `env -i PATH=<bin>:/usr/sbin:/usr/bin:/sbin:/bin` — what a boot-time mount sees.
-fn bare_env(cmd: &mut Command, bin: &Path) {
+impl Drop for InstalledBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A boot-like environment: no HOME, the standard PATH.
+fn bare_env(cmd: &mut Command) {
     cmd.env_clear().env(
         "PATH",
-        format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     );
 }
 
@@ -202,7 +223,8 @@ fn mount_dash_t_fuse_cosmount() {
     ) {
         return;
     }
-    let bin = bin_dir(&h);
+    let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let _bin = InstalledBinary::install();
     let mnt = h.path("mnt-t");
     std::fs::create_dir_all(&mnt).unwrap();
     let _guard = Unmounter(mnt.clone());
@@ -212,7 +234,7 @@ fn mount_dash_t_fuse_cosmount() {
         .arg(&mnt)
         .arg("-o")
         .arg(options(&h, ",_netdev,nodev,nosuid"));
-    bare_env(&mut cmd, &bin);
+    bare_env(&mut cmd);
     let (code, out) = run_with_deadline(cmd, Duration::from_secs(60));
     assert_eq!(code, Some(0), "mount -t fuse.cosmount failed: {out}");
     assert!(
@@ -235,7 +257,7 @@ fn fstab_line_mounts_with_bare_environment() {
         return;
     };
     let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    let bin = bin_dir(&h);
+    let _bin = InstalledBinary::install();
     let mnt = h.path("mnt-fstab");
     std::fs::create_dir_all(&mnt).unwrap();
     let _unmount = Unmounter(mnt.clone());
@@ -255,7 +277,7 @@ fn fstab_line_mounts_with_bare_environment() {
 
     let mut cmd = Command::new("mount");
     cmd.arg(&mnt);
-    bare_env(&mut cmd, &bin);
+    bare_env(&mut cmd);
     let (code, out) = run_with_deadline(cmd, Duration::from_secs(60));
     assert_eq!(
         code,

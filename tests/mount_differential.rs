@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// Seeds that once failed (or cover something interesting); they run every time.
 const REGRESSION_SEEDS: &[u64] = &[1, 2, 3];
-const OPS_PER_SEED: usize = 70;
+const OPS_PER_SEED: usize = 120;
 const MIB: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]

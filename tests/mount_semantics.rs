@@ -303,3 +303,42 @@ fn hard_links_and_xattrs_are_refused() {
     );
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"f");
 }
+
+/// chmod/utimens on a file that is still open for writing must survive the upload that
+/// happens at close, for small files (single PUT) and multipart-sized ones alike: `cp -a`,
+/// `rsync` and `tar -x` set mode and times before closing.
+#[test]
+fn setattr_while_open_for_write_persists() {
+    let Some(h) = Harness::start("sem-setattr-open") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
+    for (name, len) in [
+        ("small.bin", 10_000usize),
+        ("multipart.bin", 2 * 1024 * 1024 + 7),
+    ] {
+        use std::io::Write;
+        let mut f = std::fs::File::create(m.path(name)).unwrap();
+        f.write_all(&mount_common::pattern(5, len)).unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))
+            .expect("fchmod");
+        mount_common::fsops::set_times(&m.path(name), (1_300_000_000, 0), (1_300_000_001, 0))
+            .expect("utimensat");
+        drop(f);
+        let md = std::fs::metadata(m.path(name)).unwrap();
+        assert_eq!(
+            (md.mode() & 0o7777, md.mtime()),
+            (0o640, 1_300_000_001),
+            "{name} right after close"
+        );
+    }
+    m.remount();
+    for name in ["small.bin", "multipart.bin"] {
+        let md = std::fs::metadata(m.path(name)).unwrap();
+        assert_eq!(
+            (md.mode() & 0o7777, md.mtime()),
+            (0o640, 1_300_000_001),
+            "{name} after remount: mode/mtime set while open were lost"
+        );
+    }
+}

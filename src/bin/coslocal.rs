@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "coslocal", about = "A strict, local, COS-compatible server for one bucket")]
+#[command(
+    name = "coslocal",
+    about = "A strict, local, COS-compatible server for one bucket"
+)]
 struct Args {
     /// Directory holding the bucket's objects (created if missing; kept across restarts).
     #[arg(long)]
@@ -75,7 +78,9 @@ fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
         "internal_error" | "internalerror" => Ok(FaultKind::InternalError),
         "reset" => Ok(FaultKind::Reset),
         "truncate_body" | "truncatebody" | "truncate" => Ok(FaultKind::TruncateBody),
-        _ => Err(format!("unknown fault {s:?}: use slow_down, internal_error, reset or truncate_body")),
+        _ => Err(format!(
+            "unknown fault {s:?}: use slow_down, internal_error, reset or truncate_body"
+        )),
     }
 }
 
@@ -89,13 +94,25 @@ fn parse_credentials(text: &str, origin: &Path) -> Result<Vec<ServerCredential>,
         }
         let mut it = line.splitn(3, ':');
         let (Some(id), Some(key)) = (it.next(), it.next()) else {
-            return Err(format!("{} line {}: expected SecretId:SecretKey[:Token]", origin.display(), i + 1));
+            return Err(format!(
+                "{} line {}: expected SecretId:SecretKey[:Token]",
+                origin.display(),
+                i + 1
+            ));
         };
         if id.is_empty() || key.is_empty() {
-            return Err(format!("{} line {}: empty SecretId or SecretKey", origin.display(), i + 1));
+            return Err(format!(
+                "{} line {}: empty SecretId or SecretKey",
+                origin.display(),
+                i + 1
+            ));
         }
         let token = it.next().filter(|t| !t.is_empty()).map(str::to_string);
-        out.push(ServerCredential { secret_id: id.into(), secret_key: key.into(), token });
+        out.push(ServerCredential {
+            secret_id: id.into(),
+            secret_key: key.into(),
+            token,
+        });
     }
     if out.is_empty() {
         return Err(format!("{} holds no credentials", origin.display()));
@@ -105,26 +122,38 @@ fn parse_credentials(text: &str, origin: &Path) -> Result<Vec<ServerCredential>,
 
 fn credentials(args: &Args) -> Result<Vec<ServerCredential>, String> {
     if let Some(p) = &args.credentials_file {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read --credentials-file {}: {e}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read --credentials-file {}: {e}", p.display()))?;
         return parse_credentials(&text, p);
     }
-    let id = std::env::var("COSLOCAL_SECRET_ID").ok().filter(|v| !v.is_empty());
-    let key = std::env::var("COSLOCAL_SECRET_KEY").ok().filter(|v| !v.is_empty());
+    let id = std::env::var("COSLOCAL_SECRET_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let key = std::env::var("COSLOCAL_SECRET_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
     match (id, key) {
         (Some(secret_id), Some(secret_key)) => Ok(vec![ServerCredential {
             secret_id,
             secret_key,
-            token: std::env::var("COSLOCAL_TOKEN").ok().filter(|v| !v.is_empty()),
+            token: std::env::var("COSLOCAL_TOKEN")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }]),
-        _ => Err("no credentials: pass --credentials-file FILE (SecretId:SecretKey[:Token] lines) \
+        _ => Err(
+            "no credentials: pass --credentials-file FILE (SecretId:SecretKey[:Token] lines) \
                   or set COSLOCAL_SECRET_ID and COSLOCAL_SECRET_KEY"
-            .into()),
+                .into(),
+        ),
     }
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut t), Ok(mut i)) => {
             tokio::select! {
                 _ = t.recv() => {},
@@ -162,7 +191,10 @@ fn main() -> ExitCode {
     let ops_known: Vec<&str> = cosmount::cos::CosOp::ALL.iter().map(|o| o.name()).collect();
     for op in &args.fault_ops {
         if !ops_known.contains(&op.as_str()) {
-            eprintln!("coslocal: unknown operation {op:?} in --fault-ops; known: {}", ops_known.join(","));
+            eprintln!(
+                "coslocal: unknown operation {op:?} in --fault-ops; known: {}",
+                ops_known.join(",")
+            );
             return ExitCode::from(2);
         }
     }
@@ -170,8 +202,16 @@ fn main() -> ExitCode {
         eprintln!("coslocal: --fault needs --fault-every N or --fault-rate R");
         return ExitCode::from(2);
     }
-    let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed, &args.ca_out) {
-        (Some(cert), Some(key), _, _) => TlsMode::Files { cert: cert.clone(), key: key.clone() },
+    let tls = match (
+        &args.tls_cert,
+        &args.tls_key,
+        args.tls_self_signed,
+        &args.ca_out,
+    ) {
+        (Some(cert), Some(key), _, _) => TlsMode::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
         (_, _, true, Some(ca)) => TlsMode::SelfSigned { ca_out: ca.clone() },
         _ => TlsMode::Plain,
     };
@@ -194,7 +234,10 @@ fn main() -> ExitCode {
         },
         control_listen: args.control_listen,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coslocal: cannot start the runtime: {e}");
@@ -235,7 +278,11 @@ mod tests {
 
     #[test]
     fn credentials_file_format() {
-        let c = parse_credentials("# comment\nAKID1:sk1\n\nAKID2:sk2:tok:with:colons\n", Path::new("f")).expect("ok");
+        let c = parse_credentials(
+            "# comment\nAKID1:sk1\n\nAKID2:sk2:tok:with:colons\n",
+            Path::new("f"),
+        )
+        .expect("ok");
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].token.as_deref(), Some("tok:with:colons"));
         assert!(parse_credentials("justone\n", Path::new("f")).is_err());

@@ -42,7 +42,12 @@ pub fn explain(e: &CosError, bucket: &str, endpoint: &str, origin: &str) -> CliE
         )),
         CosErrorKind::Refused => CliError::usage(format!("invalid configuration: {}", e.message)),
         CosErrorKind::Transport | CosErrorKind::Timeout => {
-            CliError::endpoint(format!("cannot reach {endpoint}: {detail}"))
+            let hint = if detail.contains("certificate") {
+                " (if the endpoint uses a private CA, pass ca_file=PEM)"
+            } else {
+                ""
+            };
+            CliError::endpoint(format!("cannot reach {endpoint}: {detail}{hint}"))
         }
         _ => CliError::endpoint(format!("HEAD bucket {bucket} at {endpoint} failed: {detail}")),
     }

@@ -133,9 +133,35 @@ fn env_pair(
     }
 }
 
-/// Removes secret-bearing variables from our environment. Call while single-threaded
-/// (before the fork and before any runtime exists).
+/// Removes secret-bearing variables from our environment, first overwriting their values
+/// in place: /proc/PID/environ shows the process's original environment block, which
+/// unsetting alone leaves intact, and fusermount3 (spawned by the FUSE library) must not
+/// inherit them. Call while single-threaded (before the fork and any runtime).
 pub fn scrub_environment() {
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    // SAFETY: single-threaded by contract, so nothing reads or changes the environment
+    // concurrently; every entry of `environ` is a NUL-terminated string that we only
+    // overwrite up to its terminator, keeping the `NAME=` prefix so unsetenv still
+    // finds it.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = *p;
+            let bytes = std::ffi::CStr::from_ptr(entry).to_bytes();
+            for v in SECRET_ENV_VARS {
+                let name = v.as_bytes();
+                if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'='
+                {
+                    for i in name.len() + 1..bytes.len() {
+                        std::ptr::write_volatile(entry.add(i), b'*' as libc::c_char);
+                    }
+                }
+            }
+            p = p.add(1);
+        }
+    }
     for v in SECRET_ENV_VARS {
         if std::env::var_os(v).is_some() {
             std::env::remove_var(v);

@@ -208,27 +208,25 @@ fn child_status(pid: libc::pid_t) -> String {
 
 /// Tells systemd (`Type=notify`) that the service is ready, when `NOTIFY_SOCKET` is set.
 pub fn sd_notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("sd_notify: cannot create a socket: {e}");
-            return;
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        if let Err(e) = notify(&path, b"READY=1") {
+            tracing::warn!("sd_notify READY=1 failed: {e}");
         }
-    };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-    let result = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
-    } else {
-        sock.send_to(b"READY=1", &path)
-    };
-    if let Err(e) = result {
-        tracing::warn!("sd_notify READY=1 failed: {e}");
     }
+}
+
+/// Sends one datagram to a notify socket: a path, or `@name` for the abstract namespace.
+fn notify(socket: &std::ffi::OsStr, msg: &[u8]) -> std::io::Result<()> {
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket);
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        sock.send_to_addr(msg, &addr)?;
+    } else {
+        sock.send_to(msg, socket)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -252,16 +250,76 @@ mod tests {
     }
 
     #[test]
-    fn sd_notify_reaches_socket() {
+    fn notify_reaches_path_and_abstract_sockets() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify");
         let server = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
-        // Only this test touches NOTIFY_SOCKET.
-        std::env::set_var("NOTIFY_SOCKET", &path);
-        sd_notify_ready();
-        std::env::remove_var("NOTIFY_SOCKET");
+        notify(path.as_os_str(), b"READY=1").expect("send");
         let mut buf = [0u8; 64];
         let n = server.recv(&mut buf).expect("recv");
         assert_eq!(&buf[..n], b"READY=1");
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("cosmount-test-{}", std::process::id());
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+        let server = std::os::unix::net::UnixDatagram::bind_addr(&addr).expect("bind abstract");
+        notify(std::ffi::OsStr::new(&format!("@{name}")), b"READY=1").expect("send abstract");
+        let n = server.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    /// A stand-in daemon: a real child process, so kill/waitpid work.
+    fn fake_daemon() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep")
+    }
+
+    /// A socket pair playing the status pipe: (parent's read end, child's write end).
+    fn status_pipe() -> (File, std::os::unix::net::UnixStream) {
+        let (r, w) = std::os::unix::net::UnixStream::pair().expect("pair");
+        (File::from(OwnedFd::from(r)), w)
+    }
+
+    #[test]
+    fn parent_reads_success_and_failure() {
+        let mut child = fake_daemon();
+        let pid = child.id() as libc::pid_t;
+        let (r, mut w) = status_pipe();
+        w.write_all(&[0]).expect("write");
+        assert_eq!(wait_for_child(pid, r, Duration::from_secs(5)), ExitCode::Ok);
+        let (r, mut w) = status_pipe();
+        w.write_all(b"\x03cannot reach x").expect("write");
+        drop(w);
+        assert_eq!(
+            wait_for_child(pid, r, Duration::from_secs(5)),
+            ExitCode::Endpoint
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn parent_reports_silent_exit_and_times_out() {
+        let mut child = fake_daemon();
+        let (r, w) = status_pipe();
+        drop(w); // the "daemon" closed the pipe without a word
+        let code = wait_for_child(child.id() as libc::pid_t, r, Duration::from_secs(5));
+        assert_eq!(code, ExitCode::Mount);
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let mut child = fake_daemon();
+        let (r, _w) = status_pipe();
+        let start = Instant::now();
+        let code = wait_for_child(child.id() as libc::pid_t, r, Duration::from_millis(300));
+        assert_eq!(code, ExitCode::Mount);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // The parent stopped the silent daemon with SIGTERM.
+        let status = child.wait().expect("wait");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
     }
 }

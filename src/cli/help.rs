@@ -1,12 +1,44 @@
 //! The `--help` and `--version` texts.
 
+use crate::cos::config::{CosClientConfig, Credentials, Endpoint};
+use crate::fs::FsConfig;
+
+/// FUSE worker threads when `fuse_threads=` is not given: callbacks block on network
+/// I/O, so more threads than cores keep independent operations from queueing.
+pub const DEFAULT_FUSE_THREADS: usize = 16;
+
 /// `cosmount --version`.
 pub fn version() -> String {
     format!("cosmount {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `cosmount --help`.
-pub const HELP: &str = "\
+/// `cosmount --help`, with the defaults read from the component configurations so the
+/// text cannot drift from the code.
+pub fn help() -> String {
+    let fs = FsConfig::default();
+    let client = CosClientConfig::new(
+        "b-1",
+        Endpoint::Region(String::new()),
+        Credentials::new("", "", None),
+    );
+    HELP.replace("{part_mib}", &(fs.part_size >> 20).to_string())
+        .replace("{parallel}", &fs.parallel_count.to_string())
+        .replace("{stat_ttl}", &fs.stat_ttl.as_secs().to_string())
+        .replace(
+            "{retries}",
+            &client.retry.max_attempts.saturating_sub(1).to_string(),
+        )
+        .replace("{connect}", &client.connect_timeout.as_secs().to_string())
+        .replace("{read}", &client.read_timeout.as_secs().to_string())
+        .replace("{mem_mib}", &(fs.memory_budget >> 20).to_string())
+        .replace("{block_kib}", &(fs.block_size >> 10).to_string())
+        .replace("{staging}", &fs.staging_dir.display().to_string())
+        .replace("{min_free_mib}", &(fs.staging_min_free >> 20).to_string())
+        .replace("{threads}", &DEFAULT_FUSE_THREADS.to_string())
+        .replace("{umask:03o}", &format!("{:03o}", fs.umask))
+}
+
+const HELP: &str = "\
 cosmount: mount a Tencent Cloud COS bucket as a FUSE filesystem (cosfs-compatible command line)
 
 USAGE:
@@ -52,37 +84,39 @@ ENCRYPTION:
     kms_context=BASE64JSON  SSE-KMS encryption context
     use_sse=custom:FILE | use_sse=c:FILE | load_sse_c=FILE
                             SSE-C: FILE (mode 0600) holds keys, one per line, 32 raw bytes
-                            or base64; the first encrypts, all are tried for reads
+                            or base64; the first encrypts, all are tried for reads;
+                            HTTPS only
 
 PERMISSIONS:
     allow_other             let other users access the mount
     uid=N gid=N             owner of objects without stored ownership (default: you)
-    umask=OOO               octal, removed from 0666 (files) / 0777 (dirs) (default 022)
+    umask=OOO               octal, removed from 0666 (files) / 0777 (dirs) (default {umask:03o})
     ro                      read-only mount
 
 TUNING:
     storage_class=CLASS     standard, standard_ia, archive, deep_archive,
                             intelligent_tiering, maz_standard, maz_standard_ia,
                             maz_intelligent_tiering
-    multipart_size=MiB      multipart part size (default 10)
-    parallel_count=N        concurrent requests per transfer (default 8)
-    stat_cache_expire=SEC   attribute/entry cache lifetime (default 60)
-    retries=N               retries after the first attempt (default 5)
-    connect_timeout=SEC     TCP/TLS connect timeout (default 10)
-    readwrite_timeout=SEC   idle timeout of a response (default 60)
-    memory_limit=MiB        memory for the block cache and buffers (default 256)
+    multipart_size=MiB      multipart part size (default {part_mib})
+    parallel_count=N        concurrent requests per transfer (default {parallel})
+    stat_cache_expire=SEC   attribute/entry cache lifetime (default {stat_ttl})
+    retries=N               retries after the first attempt (default {retries})
+    connect_timeout=SEC     TCP/TLS connect timeout (default {connect})
+    readwrite_timeout=SEC   idle timeout of a response (default {read})
+    memory_limit=MiB        memory for the block cache and buffers (default {mem_mib})
     block_size=SIZE         read-cache block; a plain number is KiB, or 4M / 512k
-                            (64 KiB .. 64 MiB, default 1M)
-    staging_dir=DIR         where random writes are staged (default $TMPDIR/cosmount-staging)
-    staging_min_free=MiB    free space to keep on the staging disk (default 1024)
-    fuse_threads=N          FUSE worker threads
-    auto_unmount            unmount if the daemon dies
+                            (64 KiB .. 64 MiB, default {block_kib} KiB)
+    staging_dir=DIR         where random writes are staged (default {staging})
+    staging_min_free=MiB    free space to keep on the staging disk (default {min_free_mib})
+    fuse_threads=N          FUSE worker threads (default {threads})
+    auto_unmount            unmount if the daemon dies (needs allow_other)
     fsname=NAME             source shown in /proc/mounts (default: the BUCKET argument)
 
 LOGGING:
     dbglevel=LEVEL          crit, err, warn (default), info, debug, trace
-    logfile=FILE            daemon log (appended); without it the daemon logs nowhere,
-                            but start-up errors are always printed by the command
+    logfile=FILE            daemon log (appended; SIGHUP reopens it, for logrotate);
+                            without it the daemon logs nowhere, but start-up errors
+                            are always printed by the command
     env COSMOUNT_LOG        tracing filter overriding dbglevel (e.g. cosmount=trace)
 
 IGNORED:
@@ -98,3 +132,13 @@ EXIT CODES:
     3  endpoint or bucket unreachable (DNS, TCP, TLS, timeout, no such bucket)
     4  mount failed (mountpoint busy, FUSE error, not ready within 30 s)
 ";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_placeholder_filled() {
+        let h = super::help();
+        assert!(!h.contains('{') && !h.contains('}'), "{h}");
+        assert!(h.contains("EXIT CODES"));
+    }
+}

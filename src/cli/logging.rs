@@ -3,7 +3,8 @@
 //! in append mode) or /dev/null, so one writer serves both. `dbglevel=`/`-d` pick the
 //! level for cosmount's own events (dependencies stay at `warn`); the `COSMOUNT_LOG`
 //! environment variable, an `EnvFilter` directive, overrides both. Panics are logged
-//! before the default hook runs, so a daemon's crash reaches its log file.
+//! before the default hook runs, so a daemon's crash reaches its log file. SIGHUP
+//! reopens the log file (for logrotate) instead of killing the daemon.
 
 use super::error::CliError;
 use super::options::LogLevel;
@@ -49,6 +50,48 @@ pub fn open_log_file(path: &Path) -> Result<File, CliError> {
         .mode(0o640)
         .open(path)
         .map_err(|e| CliError::usage(format!("cannot open logfile {}: {e}", path.display())))
+}
+
+/// Points stdout/stderr at a freshly opened `path` (after logrotate moved the old file).
+pub fn reopen_log_file(path: &Path) -> Result<(), CliError> {
+    use std::os::fd::AsRawFd;
+    let f = open_log_file(path)?;
+    // SAFETY: dup2 onto the standard descriptors, which stay open for the process's life.
+    let ok = unsafe { libc::dup2(f.as_raw_fd(), 1) >= 0 && libc::dup2(f.as_raw_fd(), 2) >= 0 };
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "cannot redirect output to {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )))
+    }
+}
+
+/// Handles SIGHUP on the runtime for the life of the process: reopens `log_path` when
+/// the daemon logs to a file, otherwise just notes the signal (its default action would
+/// kill the mount).
+pub fn spawn_sighup_handler(rt: &tokio::runtime::Runtime, log_path: Option<std::path::PathBuf>) {
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot handle SIGHUP: {e}");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            match &log_path {
+                Some(p) => match reopen_log_file(p) {
+                    Ok(()) => tracing::info!(path = %p.display(), "SIGHUP: log file reopened"),
+                    Err(e) => tracing::error!("SIGHUP: {}", e.message),
+                },
+                None => tracing::info!("SIGHUP ignored (no logfile= to reopen)"),
+            }
+        }
+    });
 }
 
 #[cfg(test)]

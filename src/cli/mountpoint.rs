@@ -18,12 +18,7 @@ pub fn check_mountpoint(arg: &OsStr) -> Result<PathBuf, CliError> {
                 "mountpoint {shown} is not a directory"
             )))
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            return Err(CliError::mount(format!(
-                "mountpoint {shown} is a dead FUSE mount (transport endpoint is not connected); \
-                 clean it up with: fusermount3 -u {shown}"
-            )))
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(dead_mount(&shown)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(CliError::usage(format!(
                 "mountpoint {shown} does not exist (create it with: mkdir -p {shown})"
@@ -35,6 +30,12 @@ pub fn check_mountpoint(arg: &OsStr) -> Result<PathBuf, CliError> {
         .map_err(|e| CliError::usage(format!("mountpoint {shown}: {e}")))?;
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         if let Some((fstype, source)) = fuse_mount_at(&info, &canon) {
+            // stat may still answer from cached attributes; listing reaches the daemon.
+            if let Err(e) = std::fs::read_dir(&canon) {
+                if e.raw_os_error() == Some(libc::ENOTCONN) {
+                    return Err(dead_mount(&canon.display()));
+                }
+            }
             return Err(CliError::mount(format!(
                 "mountpoint {} is busy: {source} ({fstype}) is already mounted there; \
                  unmount it first (umount {})",
@@ -44,6 +45,13 @@ pub fn check_mountpoint(arg: &OsStr) -> Result<PathBuf, CliError> {
         }
     }
     Ok(canon)
+}
+
+fn dead_mount(shown: &dyn std::fmt::Display) -> CliError {
+    CliError::mount(format!(
+        "mountpoint {shown} is a dead FUSE mount (transport endpoint is not connected: its \
+         daemon died); clean it up with: fusermount3 -u {shown}  (or umount -l {shown})"
+    ))
 }
 
 /// The (fstype, source) of the topmost FUSE mount exactly at `path`, if any.

@@ -276,6 +276,13 @@ impl Options {
                 "auto_unmount" => o.auto_unmount = flag(name, value)?,
                 "fuse_threads" => o.fuse_threads = Some(number(name, value, 1, 256)? as usize),
                 "fsname" => o.fsname = Some(req(name, value)?.to_string()),
+                // The FUSE adapter always lets the kernel check permissions.
+                "default_permissions" => {}
+                "allow_root" => {
+                    return Err(CliError::usage(
+                        "allow_root is not supported; use allow_other (with umask=/uid=/gid= to restrict access)",
+                    ))
+                }
                 "cam_role" => match value {
                     Some("sts") => o.sts_file = true,
                     _ => {
@@ -298,6 +305,12 @@ impl Options {
             }
         }
         o.sse = resolve_sse(use_sse, load_sse_c, kms_context)?;
+        if o.auto_unmount && !o.allow_other {
+            // fuser only supports auto_unmount on mounts other users may access.
+            return Err(CliError::usage(
+                "auto_unmount requires allow_other (the FUSE library cannot combine it with an owner-only mount)",
+            ));
+        }
         if o.url.is_some() && o.region.is_some() {
             return Err(CliError::usage(
                 "url= and region= were both given: url= names the endpoint already; drop one",
@@ -341,9 +354,12 @@ fn parse_use_sse(value: Option<&str>) -> Result<UseSse, CliError> {
     }
 }
 
-/// Whether a value is a 32-byte key in raw or base64 form (so it must not be a path).
+/// Whether a value is a 32-byte key in raw or base64 form rather than a path (an
+/// existing file of that name is taken as the path it names).
 fn looks_like_key(v: &str) -> bool {
-    !v.contains('/') && crate::cos::sse::CustomerKey::parse(v.as_bytes()).is_ok()
+    !v.contains('/')
+        && crate::cos::sse::CustomerKey::parse(v.as_bytes()).is_ok()
+        && !std::path::Path::new(v).exists()
 }
 
 fn key_on_command_line() -> CliError {
@@ -673,6 +689,7 @@ mod tests {
             "x-foo",
             "comment=systemd.x",
             "noatime",
+            "default_permissions",
         ]);
         assert_eq!(o, Options::default());
     }
@@ -849,6 +866,12 @@ mod tests {
             ok(&["dbglevel=err", "dbglevel=info"]).log_level,
             Some(LogLevel::Info)
         );
+    }
+
+    #[test]
+    fn auto_unmount_needs_allow_other() {
+        assert!(err(&["auto_unmount"]).message.contains("allow_other"));
+        assert!(ok(&["auto_unmount", "allow_other"]).auto_unmount);
     }
 
     #[test]

@@ -25,10 +25,6 @@ use std::time::Duration;
 /// How long the parent waits for the daemon to report.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// FUSE worker threads when `fuse_threads=` is not given: callbacks block on network
-/// I/O, so more threads than cores keep independent operations from queueing.
-pub const DEFAULT_FUSE_THREADS: usize = 16;
-
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
     let command = match args::parse(std::env::args_os().skip(1)) {
@@ -37,7 +33,7 @@ pub fn main() -> i32 {
     };
     match command {
         Command::Help => {
-            print!("{}", help::HELP);
+            print!("{}", help::help());
             0
         }
         Command::Version => {
@@ -73,10 +69,8 @@ fn mount_command(m: &MountArgs) -> i32 {
         logging::init(settings.log_level);
         return match execute(settings, None) {
             Ok(()) => 0,
-            Err(e) => {
-                tracing::error!("{}", e.message);
-                fail(&e)
-            }
+            // The terminal (or journal) gets the message once, from `fail`.
+            Err(e) => fail(&e),
         };
     }
     match fork_and_wait(READY_TIMEOUT, settings.log_file.as_ref()) {
@@ -84,6 +78,10 @@ fn mount_command(m: &MountArgs) -> i32 {
         Ok(Forked::Parent(code)) => code.code(),
         Ok(Forked::Child(notifier)) => {
             logging::init(settings.log_level);
+            // Already printed by the parent; repeated for the log file.
+            for w in &settings.warnings {
+                tracing::warn!("{w}");
+            }
             let notifier = Arc::new(Mutex::new(notifier));
             let result = execute(settings, Some(notifier.clone()));
             let mut n = notifier.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,14 +100,18 @@ fn mount_command(m: &MountArgs) -> i32 {
 
 /// Builds the runtime and client, checks the bucket, mounts and serves until unmounted.
 fn execute(s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
-    for w in &s.warnings {
-        tracing::warn!("{w}");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmount-io")
         .build()
         .map_err(|e| CliError::mount(format!("cannot start the I/O runtime: {e}")))?;
+    // Only the daemon's stderr is the log file; in the foreground it is the terminal.
+    let reopen = if notifier.is_some() {
+        s.log_path.clone()
+    } else {
+        None
+    };
+    logging::spawn_sighup_handler(&rt, reopen);
     let client = CosHttpClient::new(s.client.clone()).map_err(|e| {
         super::check::explain(
             &e,
@@ -139,7 +141,7 @@ fn execute(s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), Cl
         fsname: s.fsname.clone(),
         allow_other: s.allow_other,
         read_only: s.read_only,
-        threads: s.fuse_threads.unwrap_or(DEFAULT_FUSE_THREADS),
+        threads: s.fuse_threads.unwrap_or(help::DEFAULT_FUSE_THREADS),
         auto_unmount: s.auto_unmount,
     };
     let mountpoint = s.mountpoint.display().to_string();
@@ -162,7 +164,23 @@ fn execute(s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), Cl
         if ready {
             CliError::mount(format!("{e}"))
         } else {
-            CliError::mount(format!("mounting {} failed: {e}", s.mountpoint.display()))
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                // SAFETY: geteuid cannot fail.
+                let root = unsafe { libc::geteuid() } == 0;
+                if root {
+                    " (is /dev/fuse available in this container?)"
+                } else {
+                    " (a non-root mount needs access to /dev/fuse or a setuid fusermount3, \
+                     write access to the mountpoint, and user_allow_other in /etc/fuse.conf \
+                     for allow_other)"
+                }
+            } else {
+                ""
+            };
+            CliError::mount(format!(
+                "mounting {} failed: {e}{hint}",
+                s.mountpoint.display()
+            ))
         }
     })?;
     tracing::info!("unmounted");

@@ -29,8 +29,9 @@ pub struct Settings {
     pub mountpoint: PathBuf,
     pub foreground: bool,
     pub log_level: LogLevel,
-    /// `logfile=`, opened for appending.
+    /// `logfile=`, opened for appending, and its absolute path (reopened on SIGHUP).
     pub log_file: Option<File>,
+    pub log_path: Option<PathBuf>,
     pub client: CosClientConfig,
     pub fs: FsConfig,
     pub allow_other: bool,
@@ -71,8 +72,9 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
     if m.debug {
         log_level = log_level.max(LogLevel::Debug);
     }
-    let log_file = match &opts.logfile {
-        Some(p) => Some(open_log_file(&absolute(p)?)?),
+    let log_path = opts.logfile.as_deref().map(absolute).transpose()?;
+    let log_file = match &log_path {
+        Some(p) => Some(open_log_file(p)?),
         None => None,
     };
     Ok(Settings {
@@ -80,6 +82,7 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
         foreground: m.foreground,
         log_level,
         log_file,
+        log_path,
         client,
         fs,
         allow_other: opts.allow_other,

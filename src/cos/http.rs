@@ -17,6 +17,12 @@
 //! never a splice of two versions), within the retry bounds; a body that ends early without
 //! a transport error is treated the same way. Only when the retries are spent does the
 //! stream yield an error.
+//!
+//! Two ambiguities are resolved by looking: a copy whose remembered source key is stale
+//! finds the right key with a HEAD and tries once more; a Complete retried after its answer
+//! was lost finds the upload gone (`NoSuchUpload`) and is accepted only if HEAD shows the
+//! object the parts make (multipart ETag with that part count, the summed size and, when
+//! every part has one, the combined CRC-64).
 
 use super::config::CosClientConfig;
 use super::crc64;
@@ -289,7 +295,6 @@ impl CosHttpClient {
                 order.insert(0, h);
             }
         }
-        let tried = order.len();
         let mut last: Option<CosError> = None;
         for rk in order {
             match f(rk).await {
@@ -307,8 +312,13 @@ impl CosHttpClient {
         Err(CosError {
             kind: CosErrorKind::SseKeyRejected,
             message: format!(
-                "no SSE-C key of the history ({} keys) and no key at all opens this object ({tried} tries)",
-                tried - 1
+                "neither the SSE-C key history (key MD5s {}) nor no key opens this object",
+                self.sse()
+                    .customer_keys()
+                    .iter()
+                    .map(|k| k.md5_b64())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             ..last
         })
@@ -987,14 +997,15 @@ impl ObjectClient for CosHttpClient {
                 "more than 1000 keys in one multi-delete",
             ));
         }
-        // Keys XML cannot carry are reported as failures rather than sinking the batch.
+        // Keys that cannot be sent (empty, or characters XML cannot carry) are reported as
+        // failures with the local code `KeyNotSendable` rather than sinking the batch.
         let mut failures = Vec::new();
         let sendable: Vec<String> = keys
             .iter()
             .filter(|k| {
                 let ok = xml::escape(k).is_ok() && !k.is_empty();
                 if !ok {
-                    failures.push(((*k).clone(), "KeyNotXmlSafe".to_string()));
+                    failures.push(((*k).clone(), "KeyNotSendable".to_string()));
                 }
                 ok
             })
@@ -1034,7 +1045,7 @@ impl ObjectClient for CosHttpClient {
         let op = CosOp::CopyObject;
         check_key(op, src)?;
         check_key(op, dst)?;
-        let (rk, mut meta) = self.source_key(src).await?;
+        let (_, mut meta) = self.source_key(src).await?;
         let size = match (src_size, &meta) {
             (Some(s), _) => s,
             (None, Some(m)) => m.size,
@@ -1045,18 +1056,30 @@ impl ObjectClient for CosHttpClient {
                 s
             }
         };
-        let rk = self.read_hint(src).unwrap_or(rk);
         if size > self.inner.multipart_copy_threshold {
+            // Initiate does not copy attributes: they come from the source's HEAD.
             let meta = match meta {
                 Some(m) => m,
                 None => self.head(src).await?,
             };
+            let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
             return self
                 .copy_multipart(src, dst, size, rk, directive, &meta)
                 .await;
         }
+        let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
         let src_crc = meta.as_ref().and_then(|m| m.crc64);
-        self.copy_single(src, dst, rk, directive, src_crc).await
+        match self.copy_single(src, dst, rk, directive, src_crc).await {
+            // The remembered key was stale (the source was rewritten elsewhere): find the
+            // right one with a HEAD and try once more.
+            Err(e) if meta.is_none() && self.sse().uses_customer_keys() && is_key_rejection(&e) => {
+                self.forget(src);
+                let m = self.head(src).await?;
+                let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
+                self.copy_single(src, dst, rk, directive, m.crc64).await
+            }
+            other => other,
+        }
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId, CosError> {

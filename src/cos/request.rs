@@ -474,11 +474,12 @@ impl Requester {
         if has_body {
             let len = spec.body.as_ref().map_or(0, |b| b.len());
             hs.push(("content-length".into(), len.to_string(), false));
-            let ct = spec
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into());
-            hs.push(("content-type".into(), ct, false));
+            // A copy keeping its source's attributes must not name a type of its own.
+            let default_ct =
+                (op != CosOp::CopyObject).then(|| "application/octet-stream".to_string());
+            if let Some(ct) = spec.content_type.clone().or(default_ct) {
+                hs.push(("content-type".into(), ct, false));
+            }
         } else if let Some(ct) = &spec.content_type {
             hs.push(("content-type".into(), ct.clone(), false));
         }

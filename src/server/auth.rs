@@ -40,19 +40,35 @@ pub fn verify(
     let auth_text = match header_auth {
         Some(v) => v.to_string(),
         None => presigned_fields(req.query).ok_or_else(|| {
-            ApiError::new(403, "AccessDenied", "Anonymous access is not allowed on this bucket.")
+            ApiError::new(
+                403,
+                "AccessDenied",
+                "Anonymous access is not allowed on this bucket.",
+            )
         })?,
     };
     let parsed = parse_authorization(&auth_text)
         .map_err(|m| ApiError::new(403, "AccessDenied", format!("Malformed Authorization: {m}")))?;
     if parsed.algorithm != "sha1" {
-        return Err(ApiError::new(403, "AccessDenied", "q-sign-algorithm must be sha1"));
+        return Err(ApiError::new(
+            403,
+            "AccessDenied",
+            "q-sign-algorithm must be sha1",
+        ));
     }
     let cred = creds.get(&parsed.secret_id).ok_or_else(|| {
-        ApiError::new(403, "InvalidAccessKeyId", "The access key Id format you provided is invalid.")
+        ApiError::new(
+            403,
+            "InvalidAccessKeyId",
+            "The access key Id format you provided is invalid.",
+        )
     })?;
     if req.now > parsed.sign_time.end || req.now > parsed.key_time.end {
-        return Err(ApiError::new(403, "Request has expired", "Request has expired"));
+        return Err(ApiError::new(
+            403,
+            "Request has expired",
+            "Request has expired",
+        ));
     }
     if parsed.sign_time.start > req.now + MAX_SKEW_SECS {
         return Err(ApiError::new(
@@ -77,7 +93,10 @@ pub fn verify(
                 ))
             }
             Some(s) if !ct_eq(s.as_bytes(), token.as_bytes()) => {
-                return Err(ApiError::bad("ExpiredToken", "The provided token has expired."))
+                return Err(ApiError::bad(
+                    "ExpiredToken",
+                    "The provided token has expired.",
+                ))
             }
             Some(_) => {}
         }
@@ -104,8 +123,14 @@ pub fn verify(
             None => param_pairs.push((percent_decode_lossy(name), String::new())),
         }
     }
-    let hp: Vec<(&str, &str)> = header_pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let pp: Vec<(&str, &str)> = param_pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let hp: Vec<(&str, &str)> = header_pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let pp: Vec<(&str, &str)> = param_pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let input = SignInput {
         method: req.method,
         path: req.signed_path,
@@ -150,7 +175,10 @@ fn presigned_fields(query: &[(String, String)]) -> Option<String> {
 }
 
 fn query_value(query: &[(String, String)], name: &str) -> Option<String> {
-    query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    query
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// Decodes `%XX` escapes (names in the signature lists are encoded); bad escapes stay as is.
@@ -185,10 +213,16 @@ mod tests {
     /// Signs a GET of `/a b/ü+c%.txt?prefix=x y` the way a client would.
     fn signed_headers(kt: KeyTime, secret: &str, token: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("bkt-1250000000.cos.ap-guangzhou.myqcloud.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("bkt-1250000000.cos.ap-guangzhou.myqcloud.com"),
+        );
         h.insert("x-cos-meta-Foo", HeaderValue::from_static("Bar=1"));
         if let Some(t) = token {
-            h.insert("x-cos-security-token", HeaderValue::from_str(t).expect("ascii"));
+            h.insert(
+                "x-cos-security-token",
+                HeaderValue::from_str(t).expect("ascii"),
+            );
         }
         let mut hs: Vec<(&str, &str)> = vec![
             ("Host", "bkt-1250000000.cos.ap-guangzhou.myqcloud.com"),
@@ -208,19 +242,38 @@ mod tests {
             },
         );
         let auth = authorization(ID, kt, &parts);
-        h.insert("authorization", HeaderValue::from_str(&auth).expect("ascii"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&auth).expect("ascii"),
+        );
         h
     }
 
-    fn check(h: &HeaderMap, c: &HashMap<String, ServerCredential>, now: u64) -> Result<String, ApiError> {
-        let q = vec![("prefix".to_string(), "x y".to_string()), ("uploads".to_string(), String::new())];
+    fn check(
+        h: &HeaderMap,
+        c: &HashMap<String, ServerCredential>,
+        now: u64,
+    ) -> Result<String, ApiError> {
+        let q = vec![
+            ("prefix".to_string(), "x y".to_string()),
+            ("uploads".to_string(), String::new()),
+        ];
         verify(
             c,
-            &AuthRequest { method: "GET", signed_path: "/a b/ü+c%.txt", query: &q, headers: h, now },
+            &AuthRequest {
+                method: "GET",
+                signed_path: "/a b/ü+c%.txt",
+                query: &q,
+                headers: h,
+                now,
+            },
         )
     }
 
-    const KT: KeyTime = KeyTime { start: 1_700_000_000, end: 1_700_003_600 };
+    const KT: KeyTime = KeyTime {
+        start: 1_700_000_000,
+        end: 1_700_003_600,
+    };
 
     #[test]
     fn accepts_a_correct_signature() {
@@ -238,29 +291,56 @@ mod tests {
         // A tampered header value also breaks it.
         let mut h = signed_headers(KT, SECRET, None);
         h.insert("x-cos-meta-foo", HeaderValue::from_static("Bar=2"));
-        assert_eq!(check(&h, &creds(None), KT.start + 10).expect_err("tampered").code, "SignatureDoesNotMatch");
+        assert_eq!(
+            check(&h, &creds(None), KT.start + 10)
+                .expect_err("tampered")
+                .code,
+            "SignatureDoesNotMatch"
+        );
     }
 
     #[test]
     fn clock_rules() {
         let h = signed_headers(KT, SECRET, None);
-        assert_eq!(check(&h, &creds(None), KT.end + 1).expect_err("late").code, "Request has expired");
+        assert_eq!(
+            check(&h, &creds(None), KT.end + 1).expect_err("late").code,
+            "Request has expired"
+        );
         let e = check(&h, &creds(None), KT.start - MAX_SKEW_SECS - 5).expect_err("early");
         assert_eq!(e.code, "RequestTimeTooSkewed");
-        assert!(check(&h, &creds(None), KT.start - 60).is_ok(), "small skew tolerated");
+        assert!(
+            check(&h, &creds(None), KT.start - 60).is_ok(),
+            "small skew tolerated"
+        );
     }
 
     #[test]
     fn identity_and_token_rules() {
         let h = signed_headers(KT, SECRET, None);
         let other = HashMap::new();
-        assert_eq!(check(&h, &other, KT.start).expect_err("unknown").code, "InvalidAccessKeyId");
-        assert_eq!(check(&h, &creds(Some("tok")), KT.start).expect_err("no token").code, "InvalidAccessKeyId");
+        assert_eq!(
+            check(&h, &other, KT.start).expect_err("unknown").code,
+            "InvalidAccessKeyId"
+        );
+        assert_eq!(
+            check(&h, &creds(Some("tok")), KT.start)
+                .expect_err("no token")
+                .code,
+            "InvalidAccessKeyId"
+        );
         let h = signed_headers(KT, SECRET, Some("old"));
-        assert_eq!(check(&h, &creds(Some("tok")), KT.start).expect_err("stale").code, "ExpiredToken");
+        assert_eq!(
+            check(&h, &creds(Some("tok")), KT.start)
+                .expect_err("stale")
+                .code,
+            "ExpiredToken"
+        );
         let h = signed_headers(KT, SECRET, Some("tok"));
         assert!(check(&h, &creds(Some("tok")), KT.start).is_ok());
         let anon = HeaderMap::new();
-        assert_eq!(check(&anon, &creds(None), KT.start).expect_err("anon").code, "AccessDenied");
+        assert_eq!(
+            check(&anon, &creds(None), KT.start).expect_err("anon").code,
+            "AccessDenied"
+        );
     }
 }

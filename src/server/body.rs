@@ -19,7 +19,9 @@ pub fn full(b: impl Into<Bytes>) -> RespBody {
 }
 
 pub fn empty() -> RespBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body fed by a channel; an `Err` item aborts the response (hyper closes the connection).
@@ -31,7 +33,10 @@ impl Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }
@@ -74,16 +79,21 @@ impl Body for Shaped {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
-        if this.done {
-            return Poll::Ready(Some(Err(io::Error::other("coslocal fault: body truncated"))));
-        }
         if let Some(s) = &mut this.sleep {
             if s.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             this.sleep = None;
+        }
+        if this.done {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "coslocal fault: body truncated",
+            ))));
         }
         let frame = match this.pending.take() {
             Some(f) => f,
@@ -121,6 +131,9 @@ impl Body for Shaped {
                 data.truncate(left as usize);
                 this.pending = None;
                 this.done = true;
+                // Let hyper flush the head and the partial body before the connection
+                // is aborted, so the client sees a short body rather than no response.
+                this.sleep = Some(Box::pin(tokio::time::sleep(Duration::from_millis(100))));
             }
         }
         this.sent += data.len() as u64;

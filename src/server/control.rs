@@ -37,12 +37,21 @@ fn json(status: u16, v: serde_json::Value) -> Response<RespBody> {
         .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<RespBody>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
     let (parts, incoming) = req.into_parts();
     Ok(match (parts.method, parts.uri.path()) {
-        (Method::GET, "/faults") => json(200, serde_json::to_value(state.faults.get()).unwrap_or_default()),
+        (Method::GET, "/faults") => json(
+            200,
+            serde_json::to_value(state.faults.get()).unwrap_or_default(),
+        ),
         (Method::PUT, "/faults") => {
-            let bytes = match http_body_util::Limited::new(incoming, 64 * 1024).collect().await {
+            let bytes = match http_body_util::Limited::new(incoming, 64 * 1024)
+                .collect()
+                .await
+            {
                 Ok(c) => c.to_bytes(),
                 Err(e) => return Ok(json(400, serde_json::json!({"error": e.to_string()}))),
             };
@@ -52,7 +61,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Re
                     state.faults.set(cfg.clone());
                     json(200, serde_json::to_value(cfg).unwrap_or_default())
                 }
-                Err(e) => json(400, serde_json::json!({"error": format!("bad FaultConfig JSON: {e}")})),
+                Err(e) => json(
+                    400,
+                    serde_json::json!({"error": format!("bad FaultConfig JSON: {e}")}),
+                ),
             }
         }
         (Method::GET, "/stats") => json(
@@ -62,6 +74,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Re
                 "faults_injected": state.faults.injected(),
             }),
         ),
-        _ => json(404, serde_json::json!({"error": "use PUT/GET /faults or GET /stats"})),
+        _ => json(
+            404,
+            serde_json::json!({"error": "use PUT/GET /faults or GET /stats"}),
+        ),
     })
 }

@@ -114,14 +114,28 @@ mod tests {
         // Two segments with their own IVs, as a two-part multipart object.
         let (iv1, iv2) = (new_iv(), new_iv());
         let segs = vec![
-            Segment { start: 0, len: 3000, iv: crate::cos::sign::hex(&iv1) },
-            Segment { start: 3000, len: 2000, iv: crate::cos::sign::hex(&iv2) },
+            Segment {
+                start: 0,
+                len: 3000,
+                iv: crate::cos::sign::hex(&iv1),
+            },
+            Segment {
+                start: 3000,
+                len: 2000,
+                iv: crate::cos::sign::hex(&iv2),
+            },
         ];
         let mut stored = plain.clone();
         cipher_at(&key, &iv1, 0).apply_keystream(&mut stored[..3000]);
         cipher_at(&key, &iv2, 0).apply_keystream(&mut stored[3000..]);
         assert_ne!(stored, plain);
-        for (a, b) in [(0usize, 5000usize), (17, 18), (2990, 3010), (3001, 4999), (100, 2900)] {
+        for (a, b) in [
+            (0usize, 5000usize),
+            (17, 18),
+            (2990, 3010),
+            (3001, 4999),
+            (100, 2900),
+        ] {
             let mut buf = stored[a..b].to_vec();
             apply_segments(&key, &segs, a as u64, &mut buf);
             assert_eq!(buf, &plain[a..b], "range {a}..{b}");
@@ -133,7 +147,11 @@ mod tests {
         let fp = KeyFingerprint::new(&[1u8; 32]);
         assert!(fp.matches(&[1u8; 32]));
         assert!(!fp.matches(&[2u8; 32]));
-        assert_ne!(fp.salt, KeyFingerprint::new(&[1u8; 32]).salt, "salt is random");
+        assert_ne!(
+            fp.salt,
+            KeyFingerprint::new(&[1u8; 32]).salt,
+            "salt is random"
+        );
         assert!(!fp.hash.contains(&crate::cos::sign::hex(&[1u8; 32])));
     }
 

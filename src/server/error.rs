@@ -30,7 +30,11 @@ impl ApiError {
 
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {e}");
-        ApiError::new(500, "InternalError", "We encountered an internal error. Please try again.")
+        ApiError::new(
+            500,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        )
     }
 
     pub fn no_such_key() -> ApiError {
@@ -38,7 +42,11 @@ impl ApiError {
     }
 
     pub fn no_such_upload() -> ApiError {
-        ApiError::new(404, "NoSuchUpload", "The specified multipart upload does not exist.")
+        ApiError::new(
+            404,
+            "NoSuchUpload",
+            "The specified multipart upload does not exist.",
+        )
     }
 
     /// The `<Error>` document.

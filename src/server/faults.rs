@@ -16,7 +16,11 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(cfg: FaultConfig) -> Faults {
-        Faults { cfg: RwLock::new(cfg), matching: AtomicU64::new(0), injected: AtomicU64::new(0) }
+        Faults {
+            cfg: RwLock::new(cfg),
+            matching: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }
     }
 
     pub fn set(&self, cfg: FaultConfig) {
@@ -82,16 +86,25 @@ mod tests {
             ..FaultConfig::default()
         });
         assert_eq!(f.decide(Some(CosOp::PutObject)), None);
-        let hits: Vec<bool> = (0..8).map(|_| f.decide(Some(CosOp::GetObject)).is_some()).collect();
+        let hits: Vec<bool> = (0..8)
+            .map(|_| f.decide(Some(CosOp::GetObject)).is_some())
+            .collect();
         assert_eq!(hits, [false, true, false, true, false, false, false, false]);
         assert_eq!(f.injected(), 2);
     }
 
     #[test]
     fn rate_one_always_and_no_kind_never() {
-        let f = Faults::new(FaultConfig { kind: Some(FaultKind::Reset), rate: 1.0, ..FaultConfig::default() });
+        let f = Faults::new(FaultConfig {
+            kind: Some(FaultKind::Reset),
+            rate: 1.0,
+            ..FaultConfig::default()
+        });
         assert!((0..10).all(|_| f.decide(None).is_some()));
-        let off = Faults::new(FaultConfig { rate: 1.0, ..FaultConfig::default() });
+        let off = Faults::new(FaultConfig {
+            rate: 1.0,
+            ..FaultConfig::default()
+        });
         assert!(off.decide(Some(CosOp::GetObject)).is_none());
     }
 }

@@ -27,7 +27,10 @@ pub struct Req {
 
 impl Req {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -66,7 +69,22 @@ fn now_secs() -> u64 {
 }
 
 /// The hyper service function.
-pub async fn service(state: Arc<State>, req: Request<Incoming>) -> Result<Response<RespBody>, io::Error> {
+pub async fn service(
+    state: Arc<State>,
+    head_flag: Arc<std::sync::atomic::AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, io::Error> {
+    let r = service_inner(state, req).await;
+    if r.is_ok() {
+        head_flag.store(true, std::sync::atomic::Ordering::Release);
+    }
+    r
+}
+
+async fn service_inner(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, io::Error> {
     state.count_request();
     let request_id = state.next_request_id();
     let (parts, incoming) = req.into_parts();
@@ -87,7 +105,10 @@ pub async fn service(state: Arc<State>, req: Request<Incoming>) -> Result<Respon
         Ok((t, q, op))
     });
     let op = routed.as_ref().ok().and_then(|(_, _, op)| *op);
-    let key_for_log = routed.as_ref().map(|(t, _, _)| t.key.clone()).unwrap_or_default();
+    let key_for_log = routed
+        .as_ref()
+        .map(|(t, _, _)| t.key.clone())
+        .unwrap_or_default();
 
     let fault = state.faults.decide(op);
     let latency = state.faults.latency_ms();
@@ -109,12 +130,30 @@ pub async fn service(state: Arc<State>, req: Request<Incoming>) -> Result<Respon
     }
 
     let result: HandlerResult = match fault {
-        Some(FaultKind::SlowDown) => Err(ApiError::new(503, "SlowDown", "Please reduce your request rate.")),
-        Some(FaultKind::InternalError) => Err(ApiError::new(500, "InternalError", "We encountered an internal error. Please try again.")),
+        Some(FaultKind::SlowDown) => Err(ApiError::new(
+            503,
+            "SlowDown",
+            "Please reduce your request rate.",
+        )),
+        Some(FaultKind::InternalError) => Err(ApiError::new(
+            500,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        )),
         _ => match routed {
             Err(e) => Err(e),
             Ok((target, query, op)) => {
-                dispatch(&state, parts.method, target, query, op, parts.headers.clone(), incoming, &request_id).await
+                dispatch(
+                    &state,
+                    parts.method,
+                    target,
+                    query,
+                    op,
+                    parts.headers.clone(),
+                    incoming,
+                    &request_id,
+                )
+                .await
             }
         },
     };
@@ -133,7 +172,9 @@ pub async fn service(state: Arc<State>, req: Request<Incoming>) -> Result<Respon
                 b = b.header(CONTENT_TYPE, "application/xml");
                 body::full(e.to_xml(&resource, &request_id, &trace_id))
             };
-            let r = b.body(body).unwrap_or_else(|_| Response::new(body::empty()));
+            let r = b
+                .body(body)
+                .unwrap_or_else(|_| Response::new(body::empty()));
             (r, Some(e.code))
         }
     };
@@ -141,7 +182,10 @@ pub async fn service(state: Arc<State>, req: Request<Incoming>) -> Result<Respon
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-cos-request-id", v);
     }
-    h.insert(hyper::header::SERVER, HeaderValue::from_static("tencent-cos"));
+    h.insert(
+        hyper::header::SERVER,
+        HeaderValue::from_static("tencent-cos"),
+    );
     let status = resp.status().as_u16();
     let bytes_out = resp
         .headers()
@@ -198,17 +242,37 @@ async fn dispatch(
     let Some(op) = op else {
         return Err(match method {
             Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE => {
-                ApiError::new(501, "NotImplemented", "coslocal does not implement this operation.")
+                ApiError::new(
+                    501,
+                    "NotImplemented",
+                    "coslocal does not implement this operation.",
+                )
             }
-            _ => ApiError::new(405, "MethodNotAllowed", "The specified method is not allowed."),
+            _ => ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed.",
+            ),
         });
     };
     let sse = sse::parse(&headers, state.https)?;
     sse::check_allowed(op, &sse)?;
     if !target.key.is_empty() && target.key.len() > 850 {
-        return Err(ApiError::bad("KeyTooLong", "Object keys are limited to 850 bytes."));
+        return Err(ApiError::bad(
+            "KeyTooLong",
+            "Object keys are limited to 850 bytes.",
+        ));
     }
-    let req = Req { op, method, key: target.key, query, headers, sse, body, request_id: request_id.to_string() };
+    let req = Req {
+        op,
+        method,
+        key: target.key,
+        query,
+        headers,
+        sse,
+        body,
+        request_id: request_id.to_string(),
+    };
     use super::{multipart as mp, object as ob};
     match op {
         CosOp::HeadBucket => ob::head_bucket(state, req).await,

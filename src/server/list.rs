@@ -45,7 +45,11 @@ pub fn list<V: Clone>(map: &BTreeMap<String, V>, q: &ListQuery<'_>) -> Page<V> {
     let mut items: Vec<Item<V>> = Vec::new();
     let mut truncated = false;
     if q.max_keys == 0 {
-        return Page { items, truncated, next_marker: None };
+        return Page {
+            items,
+            truncated,
+            next_marker: None,
+        };
     }
     let delimiter = q.delimiter.filter(|d| !d.is_empty());
     let mut lower: Bound<String> = if q.marker >= q.prefix {
@@ -101,7 +105,11 @@ pub fn list<V: Clone>(map: &BTreeMap<String, V>, q: &ListQuery<'_>) -> Page<V> {
     } else {
         None
     };
-    Page { items, truncated, next_marker }
+    Page {
+        items,
+        truncated,
+        next_marker,
+    }
 }
 
 #[cfg(test)]
@@ -122,13 +130,32 @@ mod tests {
             .collect()
     }
 
-    fn q<'a>(prefix: &'a str, delim: Option<&'a str>, marker: &'a str, max: usize) -> ListQuery<'a> {
-        ListQuery { prefix, delimiter: delim, marker, max_keys: max }
+    fn q<'a>(
+        prefix: &'a str,
+        delim: Option<&'a str>,
+        marker: &'a str,
+        max: usize,
+    ) -> ListQuery<'a> {
+        ListQuery {
+            prefix,
+            delimiter: delim,
+            marker,
+            max_keys: max,
+        }
     }
 
     #[test]
     fn rolls_up_common_prefixes_and_keeps_the_marker_object() {
-        let m = map(&["a.txt", "dir/", "dir/x", "dir/sub/y", "dir/sub/z", "dir/z", "e/f", "zz"]);
+        let m = map(&[
+            "a.txt",
+            "dir/",
+            "dir/x",
+            "dir/sub/y",
+            "dir/sub/z",
+            "dir/z",
+            "e/f",
+            "zz",
+        ]);
         let p = list(&m, &q("dir/", Some("/"), "", 1000));
         assert_eq!(names(&p), ["dir/", "P:dir/sub/", "dir/x", "dir/z"]);
         assert!(!p.truncated && p.next_marker.is_none());

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod error;
 pub mod faults;
 pub mod handler;
+pub mod headcase;
 pub mod list;
 pub mod multipart;
 pub mod object;
@@ -65,9 +66,14 @@ pub struct ServerConfig {
 #[derive(Clone, Debug)]
 pub enum TlsMode {
     Plain,
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Generate a CA and server certificate; write the CA PEM to `ca_out`.
-    SelfSigned { ca_out: PathBuf },
+    SelfSigned {
+        ca_out: PathBuf,
+    },
 }
 
 /// One accepted credential; with a token it is a temporary one and requests must carry
@@ -171,7 +177,11 @@ impl ServerHandle {
         let scheme = if self.https { "https" } else { "http" };
         let ip = self.addr.ip();
         let host = if ip.is_unspecified() {
-            if ip.is_ipv6() { "[::1]".to_string() } else { "127.0.0.1".to_string() }
+            if ip.is_ipv6() {
+                "[::1]".to_string()
+            } else {
+                "127.0.0.1".to_string()
+            }
         } else if ip.is_ipv6() {
             format!("[{ip}]")
         } else {
@@ -217,10 +227,14 @@ fn invalid(msg: String) -> io::Error {
 /// Checks a `name-APPID` bucket name.
 pub fn validate_bucket(bucket: &str) -> Result<(), String> {
     let Some((name, appid)) = bucket.rsplit_once('-') else {
-        return Err(format!("bucket {bucket:?} must be NAME-APPID (e.g. examplebucket-1250000000)"));
+        return Err(format!(
+            "bucket {bucket:?} must be NAME-APPID (e.g. examplebucket-1250000000)"
+        ));
     };
     let name_ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-');
     if !name_ok || appid.is_empty() || !appid.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -238,7 +252,10 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
         return Err(invalid("region must not be empty".into()));
     }
     if cfg.credentials.is_empty() {
-        return Err(invalid("no credentials configured: coslocal refuses to run without a SecretId/SecretKey".into()));
+        return Err(invalid(
+            "no credentials configured: coslocal refuses to run without a SecretId/SecretKey"
+                .into(),
+        ));
     }
     let tls = match &cfg.tls {
         TlsMode::Plain => None,
@@ -249,11 +266,19 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
     let store = tokio::task::spawn_blocking(move || store::Store::open(&data_dir))
         .await
         .map_err(io::Error::other)?
-        .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
-    let log = match &cfg.request_log {
-        Some(p) => Some(reqlog::RequestLog::open(p).map_err(|e| io::Error::new(e.kind(), format!("request log {}: {e}", p.display())))?),
-        None => None,
-    };
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("data dir {}: {e}", cfg.data_dir.display()),
+            )
+        })?;
+    let log =
+        match &cfg.request_log {
+            Some(p) => Some(reqlog::RequestLog::open(p).map_err(|e| {
+                io::Error::new(e.kind(), format!("request log {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", cfg.listen)))?;
@@ -263,7 +288,11 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
         region: cfg.region.clone(),
         https: tls.is_some(),
         store,
-        creds: cfg.credentials.iter().map(|c| (c.secret_id.clone(), c.clone())).collect(),
+        creds: cfg
+            .credentials
+            .iter()
+            .map(|c| (c.secret_id.clone(), c.clone()))
+            .collect(),
         faults: faults::Faults::new(cfg.faults.clone()),
         log,
         requests: AtomicU64::new(0),
@@ -288,7 +317,15 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
         tasks.push(tokio::spawn(control::serve(l, state.clone(), shutdown_rx)));
     }
     tracing::info!(%addr, bucket = %cfg.bucket, https = state.https, "coslocal listening");
-    Ok(ServerHandle { addr, https: state.https, state, shutdown, tasks, active, control_addr })
+    Ok(ServerHandle {
+        addr,
+        https: state.https,
+        state,
+        shutdown,
+        tasks,
+        active,
+        control_addr,
+    })
 }
 
 async fn accept_loop(
@@ -333,11 +370,18 @@ async fn serve_conn<I>(io: I, state: Arc<State>, mut shutdown: watch::Receiver<b
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| handler::service(state.clone(), req));
+    // Raised by the service when it hands hyper a response: the next head gets COS case.
+    let head_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = head_flag.clone();
+    let svc =
+        hyper::service::service_fn(move |req| handler::service(state.clone(), flag.clone(), req));
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .max_buf_size(4 * 1024 * 1024)
-        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(headcase::HeadCase::new(io, head_flag)),
+            svc,
+        );
     tokio::pin!(conn);
     let mut closing = *shutdown.borrow();
     if closing {
@@ -374,14 +418,20 @@ mod tests {
 
     #[test]
     fn credential_debug_is_redacted() {
-        let c = ServerCredential { secret_id: "id".into(), secret_key: "sk-value".into(), token: Some("tok-value".into()) };
+        let c = ServerCredential {
+            secret_id: "id".into(),
+            secret_key: "sk-value".into(),
+            token: Some("tok-value".into()),
+        };
         let d = format!("{c:?}");
         assert!(!d.contains("sk-value") && !d.contains("tok-value"));
     }
 
     #[test]
     fn fault_config_json() {
-        let f: FaultConfig = serde_json::from_str(r#"{"kind":"slow_down","every_nth":3,"ops":["GetObject"]}"#).expect("json");
+        let f: FaultConfig =
+            serde_json::from_str(r#"{"kind":"slow_down","every_nth":3,"ops":["GetObject"]}"#)
+                .expect("json");
         assert_eq!(f.kind, Some(FaultKind::SlowDown));
         assert_eq!(f.every_nth, Some(3));
         assert_eq!(f.rate, 0.0);

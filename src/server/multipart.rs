@@ -8,8 +8,8 @@ use super::crypto::{self, Segment};
 use super::error::ApiError;
 use super::handler::{complete_whitespace_forced, HandlerResult, Req};
 use super::object::{
-    blocking, copy_into, declared_length, iso8601, ok, open_copy_source, parse_write_meta, quoted, read_small_body,
-    receive_body, with_sse, MAX_PUT,
+    blocking, copy_into, declared_length, iso8601, ok, open_copy_source, parse_write_meta, quoted,
+    read_small_body, receive_body, with_sse, MAX_PUT,
 };
 use super::sse::{self, SseRecord};
 use super::store::{now_ms, random_name, ObjectRecord, PartRecord, UploadRecord, UploadState};
@@ -29,7 +29,10 @@ pub const MIN_PART: u64 = 1024 * 1024;
 
 fn upload_of(state: &State, req: &Req) -> Result<Arc<Mutex<UploadState>>, ApiError> {
     let id = req.param("uploadId").unwrap_or("");
-    let up = state.store.upload(id).ok_or_else(ApiError::no_such_upload)?;
+    let up = state
+        .store
+        .upload(id)
+        .ok_or_else(ApiError::no_such_upload)?;
     {
         let st = up.lock();
         if st.closed || st.record.key != req.key {
@@ -77,7 +80,15 @@ pub async fn initiate(state: &Arc<State>, req: Req) -> HandlerResult {
     elem(&mut s, "Key", &req.key);
     elem(&mut s, "UploadId", &id);
     s.push_str("</InitiateMultipartUploadResult>");
-    ok(with_sse(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), &sse_rec), body::full(s))
+    ok(
+        with_sse(
+            Response::builder()
+                .status(200)
+                .header(CONTENT_TYPE, "application/xml"),
+            &sse_rec,
+        ),
+        body::full(s),
+    )
 }
 
 fn finish_part(number: u32, sse_rec: &SseRecord, done: super::store::BlobDone) -> PartRecord {
@@ -93,7 +104,11 @@ fn finish_part(number: u32, sse_rec: &SseRecord, done: super::store::BlobDone) -
     }
 }
 
-async fn commit_part(state: &Arc<State>, upload_id: &str, part: PartRecord) -> Result<(), ApiError> {
+async fn commit_part(
+    state: &Arc<State>,
+    upload_id: &str,
+    part: PartRecord,
+) -> Result<(), ApiError> {
     let st = state.clone();
     let id = upload_id.to_string();
     let blob = part.blob.clone();
@@ -127,7 +142,10 @@ pub async fn upload_part(state: &Arc<State>, req: Req) -> HandlerResult {
     let done = blocking(move || w.finish()).await?;
     if want_md5.is_some_and(|m| m != done.md5) {
         let _ = std::fs::remove_file(state.store.part_path(&upload_id, &done.name));
-        return Err(ApiError::bad("BadDigest", "The Content-MD5 you specified did not match what was received."));
+        return Err(ApiError::bad(
+            "BadDigest",
+            "The Content-MD5 you specified did not match what was received.",
+        ));
     }
     let part = finish_part(number, &sse_rec, done);
     let b = with_sse(
@@ -156,16 +174,25 @@ pub async fn upload_part_copy(state: &Arc<State>, req: Req) -> HandlerResult {
         Some(r) => {
             let spec = super::range::parse_range(r).map_err(ApiError::invalid_argument)?;
             let super::range::RangeSpec::FromTo(a, z) = spec else {
-                return Err(ApiError::invalid_argument("x-cos-copy-source-range must be bytes=first-last"));
+                return Err(ApiError::invalid_argument(
+                    "x-cos-copy-source-range must be bytes=first-last",
+                ));
             };
             if z >= src.size {
-                return Err(ApiError::new(416, "InvalidRange", "The copy source range is not satisfiable."));
+                return Err(ApiError::new(
+                    416,
+                    "InvalidRange",
+                    "The copy source range is not satisfiable.",
+                ));
             }
             (a, z - a + 1)
         }
     };
     if len > MAX_PUT {
-        return Err(ApiError::bad("EntityTooLarge", "A part can be at most 5 GiB."));
+        return Err(ApiError::bad(
+            "EntityTooLarge",
+            "A part can be at most 5 GiB.",
+        ));
     }
     let iv = dst_key.as_ref().map(|_| crypto::new_iv());
     let st = state.clone();
@@ -183,7 +210,12 @@ pub async fn upload_part_copy(state: &Arc<State>, req: Req) -> HandlerResult {
     elem(&mut s, "CRC64", &part.crc64.to_string());
     elem(&mut s, "LastModified", &iso8601(part.last_modified_ms));
     s.push_str("</CopyPartResult>");
-    let b = with_sse(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), &sse_rec);
+    let b = with_sse(
+        Response::builder()
+            .status(200)
+            .header(CONTENT_TYPE, "application/xml"),
+        &sse_rec,
+    );
     commit_part(state, &upload_id, part).await?;
     ok(b, body::full(s))
 }
@@ -194,19 +226,28 @@ pub fn validate_parts(
     uploaded: &std::collections::BTreeMap<u32, PartRecord>,
 ) -> Result<Vec<PartRecord>, ApiError> {
     if requested.is_empty() {
-        return Err(ApiError::bad("MalformedXML", "CompleteMultipartUpload names no parts"));
+        return Err(ApiError::bad(
+            "MalformedXML",
+            "CompleteMultipartUpload names no parts",
+        ));
     }
     // Order first, then existence and ETags, then sizes, so the most basic error wins.
     if requested.windows(2).any(|w| w[1].0 <= w[0].0) {
-        return Err(ApiError::bad("InvalidPartOrder", "The list of parts was not in ascending order."));
+        return Err(ApiError::bad(
+            "InvalidPartOrder",
+            "The list of parts was not in ascending order.",
+        ));
     }
     let mut out = Vec::with_capacity(requested.len());
     for (n, etag) in requested {
-        let part = uploaded
-            .get(n)
-            .ok_or_else(|| ApiError::bad("InvalidPart", format!("Part {n} has not been uploaded.")))?;
+        let part = uploaded.get(n).ok_or_else(|| {
+            ApiError::bad("InvalidPart", format!("Part {n} has not been uploaded."))
+        })?;
         if etag.trim().trim_matches('"') != part.etag {
-            return Err(ApiError::bad("InvalidPart", format!("The ETag of part {n} does not match.")));
+            return Err(ApiError::bad(
+                "InvalidPart",
+                format!("The ETag of part {n} does not match."),
+            ));
         }
         out.push(part.clone());
     }
@@ -225,7 +266,10 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
     let body_bytes = read_small_body(req.body, 8 * 1024 * 1024).await?;
     let root = xml::parse(&body_bytes).map_err(|m| ApiError::bad("MalformedXML", m))?;
     if root.name != "CompleteMultipartUpload" {
-        return Err(ApiError::bad("MalformedXML", "the root element must be CompleteMultipartUpload"));
+        return Err(ApiError::bad(
+            "MalformedXML",
+            "the root element must be CompleteMultipartUpload",
+        ));
     }
     let mut requested = Vec::new();
     for p in root.children_named("Part") {
@@ -251,25 +295,46 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
     let mut segments = Vec::new();
     let mut size = 0u64;
     for p in &parts {
-        crc = if size == 0 { p.crc64 } else { crc::combine(crc, p.crc64, p.size) };
+        crc = if size == 0 {
+            p.crc64
+        } else {
+            crc::combine(crc, p.crc64, p.size)
+        };
         if let Some(raw) = hex16(&p.md5) {
             md5s.update(raw);
         }
         if let Some(iv) = &p.iv {
-            segments.push(Segment { start: size, len: p.size, iv: iv.clone() });
+            segments.push(Segment {
+                start: size,
+                len: p.size,
+                iv: iv.clone(),
+            });
         }
         size += p.size;
     }
-    let etag = format!("{}-{}", crate::cos::sign::hex(&md5s.finalize()), parts.len());
+    let etag = format!(
+        "{}-{}",
+        crate::cos::sign::hex(&md5s.finalize()),
+        parts.len()
+    );
     let sse_final = match &record.sse {
-        SseRecord::Customer { key_md5, fingerprint, .. } => SseRecord::Customer {
+        SseRecord::Customer {
+            key_md5,
+            fingerprint,
+            ..
+        } => SseRecord::Customer {
             key_md5: key_md5.clone(),
             fingerprint: fingerprint.clone(),
             segments,
         },
         other => other.clone(),
     };
-    let location = format!("{}.cos.{}.myqcloud.com/{}", state.bucket, state.region, cos_encode(&record.key).replace("%2F", "/"));
+    let location = format!(
+        "{}.cos.{}.myqcloud.com/{}",
+        state.bucket,
+        state.region,
+        cos_encode(&record.key).replace("%2F", "/")
+    );
     let mut result = String::from(xml::DECL);
     result.push_str("<CompleteMultipartUploadResult>");
     elem(&mut result, "Location", &location);
@@ -299,7 +364,10 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
         st.store.remove_upload(&record.upload_id)
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    let resource = format!("{}.cos.{}.myqcloud.com/{}", state.bucket, state.region, req.key);
+    let resource = format!(
+        "{}.cos.{}.myqcloud.com/{}",
+        state.bucket, state.region, req.key
+    );
     let request_id = req.request_id.clone();
     tokio::spawn(async move {
         tokio::pin!(work);
@@ -374,15 +442,24 @@ pub async fn list_parts(state: &Arc<State>, req: Req) -> HandlerResult {
     let up = upload_of(state, &req)?;
     let max = match req.param("max-parts").filter(|v| !v.is_empty()) {
         None => 1000,
-        Some(v) => v.parse::<usize>().map_err(|_| ApiError::invalid_argument("max-parts must be a number"))?.min(1000),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument("max-parts must be a number"))?
+            .min(1000),
     };
     let marker = match req.param("part-number-marker").filter(|v| !v.is_empty()) {
         None => 0,
-        Some(v) => v.parse::<u32>().map_err(|_| ApiError::invalid_argument("part-number-marker must be a number"))?,
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| ApiError::invalid_argument("part-number-marker must be a number"))?,
     };
     let url = req.param("encoding-type") == Some("url");
     let st = up.lock();
-    let all: Vec<&PartRecord> = st.parts.range(marker.saturating_add(1)..).map(|(_, p)| p).collect();
+    let all: Vec<&PartRecord> = st
+        .parts
+        .range(marker.saturating_add(1)..)
+        .map(|(_, p)| p)
+        .collect();
     let truncated = all.len() > max;
     let page = &all[..all.len().min(max)];
     let appid = state.appid();
@@ -405,7 +482,11 @@ pub async fn list_parts(state: &Arc<State>, req: Req) -> HandlerResult {
     let next = page.last().map(|p| p.number).unwrap_or(marker);
     elem(&mut s, "NextPartNumberMarker", &next.to_string());
     elem(&mut s, "MaxParts", &max.to_string());
-    elem(&mut s, "IsTruncated", if truncated { "true" } else { "false" });
+    elem(
+        &mut s,
+        "IsTruncated",
+        if truncated { "true" } else { "false" },
+    );
     for p in page {
         s.push_str("<Part>");
         elem(&mut s, "PartNumber", &p.number.to_string());
@@ -415,18 +496,29 @@ pub async fn list_parts(state: &Arc<State>, req: Req) -> HandlerResult {
         s.push_str("</Part>");
     }
     s.push_str("</ListPartsResult>");
-    ok(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), body::full(s))
+    ok(
+        Response::builder()
+            .status(200)
+            .header(CONTENT_TYPE, "application/xml"),
+        body::full(s),
+    )
 }
 
 /// GET /?uploads (List Multipart Uploads).
 pub async fn list_uploads(state: &Arc<State>, req: Req) -> HandlerResult {
     let prefix = req.param("prefix").unwrap_or("").to_string();
-    let delimiter = req.param("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
+    let delimiter = req
+        .param("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
     let key_marker = req.param("key-marker").unwrap_or("").to_string();
     let id_marker = req.param("upload-id-marker").unwrap_or("").to_string();
     let max = match req.param("max-uploads").filter(|v| !v.is_empty()) {
         None => 1000,
-        Some(v) => v.parse::<usize>().map_err(|_| ApiError::invalid_argument("max-uploads must be a number"))?.min(1000),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument("max-uploads must be a number"))?
+            .min(1000),
     };
     let url = req.param("encoding-type") == Some("url");
     let mut ups: Vec<UploadRecord> = state
@@ -444,17 +536,25 @@ pub async fn list_uploads(state: &Arc<State>, req: Req) -> HandlerResult {
                 || (r.key == key_marker && !id_marker.is_empty() && r.upload_id > id_marker)
         })
         .collect();
-    ups.sort_by(|a, b| (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(b.key.as_str(), b.initiated_ms, b.upload_id.as_str())));
+    ups.sort_by(|a, b| {
+        (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(
+            b.key.as_str(),
+            b.initiated_ms,
+            b.upload_id.as_str(),
+        ))
+    });
     enum Entry {
-        Up(UploadRecord),
+        Up(Box<UploadRecord>),
         Prefix(String),
     }
     let mut entries: Vec<Entry> = Vec::new();
     let mut truncated = false;
     for r in ups {
-        let cp = delimiter
-            .as_deref()
-            .and_then(|d| r.key[prefix.len()..].find(d).map(|i| r.key[..prefix.len() + i + d.len()].to_string()));
+        let cp = delimiter.as_deref().and_then(|d| {
+            r.key[prefix.len()..]
+                .find(d)
+                .map(|i| r.key[..prefix.len() + i + d.len()].to_string())
+        });
         if let Some(cp) = &cp {
             if matches!(entries.last(), Some(Entry::Prefix(p)) if p == cp) {
                 continue;
@@ -466,7 +566,7 @@ pub async fn list_uploads(state: &Arc<State>, req: Req) -> HandlerResult {
         }
         entries.push(match cp {
             Some(cp) => Entry::Prefix(cp),
-            None => Entry::Up(r),
+            None => Entry::Up(Box::new(r)),
         });
     }
     let appid = state.appid();
@@ -488,7 +588,11 @@ pub async fn list_uploads(state: &Arc<State>, req: Req) -> HandlerResult {
         elem(&mut s, "NextUploadIdMarker", &u);
     }
     elem(&mut s, "MaxUploads", &max.to_string());
-    elem(&mut s, "IsTruncated", if truncated { "true" } else { "false" });
+    elem(
+        &mut s,
+        "IsTruncated",
+        if truncated { "true" } else { "false" },
+    );
     elem(&mut s, "Prefix", &encode_if(url, &prefix));
     if let Some(d) = &delimiter {
         elem(&mut s, "Delimiter", d);
@@ -517,7 +621,12 @@ pub async fn list_uploads(state: &Arc<State>, req: Req) -> HandlerResult {
         }
     }
     s.push_str("</ListMultipartUploadsResult>");
-    ok(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), body::full(s))
+    ok(
+        Response::builder()
+            .status(200)
+            .header(CONTENT_TYPE, "application/xml"),
+        body::full(s),
+    )
 }
 
 #[cfg(test)]
@@ -526,20 +635,55 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn part(n: u32, size: u64) -> PartRecord {
-        PartRecord { number: n, blob: format!("b{n}"), size, etag: format!("e{n}"), md5: String::new(), crc64: 0, last_modified_ms: 0, iv: None }
+        PartRecord {
+            number: n,
+            blob: format!("b{n}"),
+            size,
+            etag: format!("e{n}"),
+            md5: String::new(),
+            crc64: 0,
+            last_modified_ms: 0,
+            iv: None,
+        }
     }
 
     #[test]
     fn complete_part_list_rules() {
-        let up: BTreeMap<u32, PartRecord> = [part(1, MIN_PART), part(2, 10), part(3, 5)].into_iter().map(|p| (p.number, p)).collect();
+        let up: BTreeMap<u32, PartRecord> = [part(1, MIN_PART), part(2, 10), part(3, 5)]
+            .into_iter()
+            .map(|p| (p.number, p))
+            .collect();
         let ok = validate_parts(&[(1, "\"e1\"".into()), (2, "e2".into())], &up).expect("valid");
         assert_eq!(ok.len(), 2);
         let e = validate_parts(&[(2, "e2".into()), (1, "e1".into())], &up).expect_err("order");
         assert_eq!(e.code, "InvalidPartOrder");
-        assert_eq!(validate_parts(&[(1, "e1".into()), (1, "e1".into())], &up).expect_err("dup").code, "InvalidPartOrder");
-        assert_eq!(validate_parts(&[(1, "e1".into()), (4, "e4".into())], &up).expect_err("unknown").code, "InvalidPart");
-        assert_eq!(validate_parts(&[(1, "zz".into())], &up).expect_err("etag").code, "InvalidPart");
-        assert_eq!(validate_parts(&[(2, "e2".into()), (3, "e3".into())], &up).expect_err("small").code, "EntityTooSmall");
-        assert_eq!(validate_parts(&[], &up).expect_err("empty").code, "MalformedXML");
+        assert_eq!(
+            validate_parts(&[(1, "e1".into()), (1, "e1".into())], &up)
+                .expect_err("dup")
+                .code,
+            "InvalidPartOrder"
+        );
+        assert_eq!(
+            validate_parts(&[(1, "e1".into()), (4, "e4".into())], &up)
+                .expect_err("unknown")
+                .code,
+            "InvalidPart"
+        );
+        assert_eq!(
+            validate_parts(&[(1, "zz".into())], &up)
+                .expect_err("etag")
+                .code,
+            "InvalidPart"
+        );
+        assert_eq!(
+            validate_parts(&[(2, "e2".into()), (3, "e3".into())], &up)
+                .expect_err("small")
+                .code,
+            "EntityTooSmall"
+        );
+        assert_eq!(
+            validate_parts(&[], &up).expect_err("empty").code,
+            "MalformedXML"
+        );
     }
 }

@@ -35,14 +35,28 @@ pub const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
 /// Read/write chunk for blob I/O.
 const CHUNK: usize = 1024 * 1024;
 /// Standard headers stored with an object and returned on HEAD/GET.
-const STORED_HEADERS: [&str; 5] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+const STORED_HEADERS: [&str; 5] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
 const STORAGE_CLASSES: [&str; 8] = [
-    "STANDARD", "STANDARD_IA", "ARCHIVE", "DEEP_ARCHIVE", "INTELLIGENT_TIERING", "MAZ_STANDARD",
-    "MAZ_STANDARD_IA", "MAZ_INTELLIGENT_TIERING",
+    "STANDARD",
+    "STANDARD_IA",
+    "ARCHIVE",
+    "DEEP_ARCHIVE",
+    "INTELLIGENT_TIERING",
+    "MAZ_STANDARD",
+    "MAZ_STANDARD_IA",
+    "MAZ_INTELLIGENT_TIERING",
 ];
 
 /// Runs blocking work on the blocking pool.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T, ApiError> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::internal),
         Err(e) => Err(ApiError::internal(e)),
@@ -98,14 +112,20 @@ pub fn parse_write_meta(h: &HeaderMap) -> Result<WriteMeta, ApiError> {
     for (name, value) in h {
         let n = name.as_str();
         if let Some(suffix) = n.strip_prefix("x-cos-meta-") {
-            if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if suffix.is_empty()
+                || !suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(ApiError::invalid_argument(format!(
                     "user metadata name {n:?} may only hold letters, digits and '-'"
                 )));
             }
             let v = text(n, value)?;
             if n.len() + v.len() > 2048 {
-                return Err(ApiError::invalid_argument(format!("user metadata {n} exceeds 2 KB")));
+                return Err(ApiError::invalid_argument(format!(
+                    "user metadata {n} exceeds 2 KB"
+                )));
             }
             total += n.len() + v.len();
             m.user_meta.insert(n.to_string(), v);
@@ -116,13 +136,17 @@ pub fn parse_write_meta(h: &HeaderMap) -> Result<WriteMeta, ApiError> {
         } else if n == "x-cos-storage-class" {
             let v = text(n, value)?.to_ascii_uppercase();
             if !STORAGE_CLASSES.contains(&v.as_str()) {
-                return Err(ApiError::invalid_argument(format!("unknown storage class {v:?}")));
+                return Err(ApiError::invalid_argument(format!(
+                    "unknown storage class {v:?}"
+                )));
             }
             m.storage_class = Some(v);
         }
     }
     if total > 4096 {
-        return Err(ApiError::invalid_argument("user metadata exceeds 4 KB in total"));
+        return Err(ApiError::invalid_argument(
+            "user metadata exceeds 4 KB in total",
+        ));
     }
     Ok(m)
 }
@@ -132,8 +156,15 @@ pub fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, ApiError> {
     let Some(v) = h.get("content-md5") else {
         return Ok(None);
     };
-    let bad = || ApiError::bad("InvalidDigest", "The Content-MD5 you specified is not valid.");
-    let raw = B64.decode(v.to_str().map_err(|_| bad())?.trim()).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad(
+            "InvalidDigest",
+            "The Content-MD5 you specified is not valid.",
+        )
+    };
+    let raw = B64
+        .decode(v.to_str().map_err(|_| bad())?.trim())
+        .map_err(|_| bad())?;
     raw.as_slice().try_into().map(Some).map_err(|_| bad())
 }
 
@@ -146,29 +177,48 @@ pub fn declared_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let len = match cl {
-        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ApiError::bad("InvalidArgument", "bad Content-Length"))?),
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad("InvalidArgument", "bad Content-Length"))?,
+        ),
         None if chunked => None,
-        None => return Err(ApiError::new(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")),
+        None => {
+            return Err(ApiError::new(
+                411,
+                "MissingContentLength",
+                "You must provide the Content-Length HTTP header.",
+            ))
+        }
     };
     if len.is_some_and(|l| l > MAX_PUT) {
-        return Err(ApiError::bad("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size."));
+        return Err(ApiError::bad(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed object size.",
+        ));
     }
     Ok(len)
 }
+
+/// A blob write running on the blocking pool: gives back the writer and the spent buffer.
+type InflightWrite = Option<tokio::task::JoinHandle<io::Result<(BlobWriter, Vec<u8>)>>>;
 
 /// Receives a request body into `w`, writing on the blocking pool while the next chunk
 /// arrives (double buffering).
 pub async fn receive_body(mut body: Incoming, w: BlobWriter) -> Result<BlobWriter, ApiError> {
     let mut writer = Some(w);
-    let mut inflight: Option<tokio::task::JoinHandle<io::Result<(BlobWriter, Vec<u8>)>>> = None;
+    let mut inflight: InflightWrite = None;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let mut total: u64 = 0;
     async fn settle(
-        inflight: &mut Option<tokio::task::JoinHandle<io::Result<(BlobWriter, Vec<u8>)>>>,
+        inflight: &mut InflightWrite,
         writer: &mut Option<BlobWriter>,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         if let Some(h) = inflight.take() {
-            let (w, spare) = h.await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+            let (w, spare) = h
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
             *writer = Some(w);
             return Ok(Some(spare));
         }
@@ -180,20 +230,31 @@ pub async fn receive_body(mut body: Incoming, w: BlobWriter) -> Result<BlobWrite
             Some(Ok(f)) => f,
             Some(Err(e)) => {
                 let _ = settle(&mut inflight, &mut writer).await;
-                return Err(ApiError::bad("IncompleteBody", format!("request body ended early: {e}")));
+                return Err(ApiError::bad(
+                    "IncompleteBody",
+                    format!("request body ended early: {e}"),
+                ));
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         total += data.len() as u64;
         if total > MAX_PUT {
             let _ = settle(&mut inflight, &mut writer).await;
-            return Err(ApiError::bad("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size."));
+            return Err(ApiError::bad(
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size.",
+            ));
         }
         buf.extend_from_slice(&data);
         if buf.len() >= CHUNK {
             let spare = settle(&mut inflight, &mut writer).await?;
-            let mut w = writer.take().ok_or_else(|| ApiError::internal("writer lost"))?;
-            let mut chunk = std::mem::replace(&mut buf, spare.unwrap_or_else(|| Vec::with_capacity(CHUNK)));
+            let mut w = writer
+                .take()
+                .ok_or_else(|| ApiError::internal("writer lost"))?;
+            let mut chunk =
+                std::mem::replace(&mut buf, spare.unwrap_or_else(|| Vec::with_capacity(CHUNK)));
             buf.clear();
             inflight = Some(tokio::task::spawn_blocking(move || {
                 w.write(&mut chunk)?;
@@ -216,7 +277,12 @@ pub async fn receive_body(mut body: Incoming, w: BlobWriter) -> Result<BlobWrite
 
 /// Streams `len` bytes of `file` from `start`, decrypting SSE-C data. A blocking thread
 /// reads big chunks with `pread` and feeds the response through a small channel.
-pub fn stream_blob(file: File, start: u64, len: u64, key: Option<(Zeroizing<[u8; 32]>, Vec<Segment>)>) -> RespBody {
+pub fn stream_blob(
+    file: File,
+    start: u64,
+    len: u64,
+    key: Option<(Zeroizing<[u8; 32]>, Vec<Segment>)>,
+) -> RespBody {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut pos = start;
@@ -228,7 +294,9 @@ pub fn stream_blob(file: File, start: u64, len: u64, key: Option<(Zeroizing<[u8;
             while filled < n {
                 match file.read_at(&mut buf[filled..], pos + filled as u64) {
                     Ok(0) => {
-                        let _ = tx.blocking_send(Err(io::Error::other("object data is shorter than its metadata")));
+                        let _ = tx.blocking_send(Err(io::Error::other(
+                            "object data is shorter than its metadata",
+                        )));
                         return;
                     }
                     Ok(k) => filled += k,
@@ -252,7 +320,13 @@ pub fn stream_blob(file: File, start: u64, len: u64, key: Option<(Zeroizing<[u8;
 }
 
 /// Reads `len` plaintext bytes of a stored object from `start` into `w` (blocking).
-pub fn copy_into(file: &File, start: u64, len: u64, key: Option<&(Zeroizing<[u8; 32]>, Vec<Segment>)>, w: &mut BlobWriter) -> io::Result<()> {
+pub fn copy_into(
+    file: &File,
+    start: u64,
+    len: u64,
+    key: Option<&(Zeroizing<[u8; 32]>, Vec<Segment>)>,
+    w: &mut BlobWriter,
+) -> io::Result<()> {
     let mut pos = start;
     let end = start + len;
     let mut buf = vec![0u8; CHUNK];
@@ -277,7 +351,12 @@ pub fn segments_of(rec: &SseRecord) -> Vec<Segment> {
 }
 
 pub async fn head_bucket(state: &Arc<State>, _req: Req) -> HandlerResult {
-    ok(Response::builder().status(200).header("x-cos-bucket-region", &state.region), body::empty())
+    ok(
+        Response::builder()
+            .status(200)
+            .header("x-cos-bucket-region", &state.region),
+        body::empty(),
+    )
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -290,7 +369,10 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 /// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since (with a
 /// header prefix, for the copy-source variants). `Some(status)` when the request stops.
 fn preconditions(h: &HeaderMap, prefix: &str, rec: &ObjectRecord) -> Option<u16> {
-    let get = |n: &str| h.get(format!("{prefix}{n}").as_str()).and_then(|v| v.to_str().ok());
+    let get = |n: &str| {
+        h.get(format!("{prefix}{n}").as_str())
+            .and_then(|v| v.to_str().ok())
+    };
     let modified = rec.last_modified_ms / 1000;
     let date = |v: &str| {
         httpdate::parse_http_date(v)
@@ -326,7 +408,12 @@ fn object_headers(mut b: Builder, rec: &ObjectRecord) -> Builder {
         .header("last-modified", http_date(rec.last_modified_ms))
         .header("accept-ranges", "bytes")
         .header("x-cos-hash-crc64ecma", rec.crc64.to_string())
-        .header(CONTENT_TYPE, rec.content_type.as_deref().unwrap_or("application/octet-stream"));
+        .header(
+            CONTENT_TYPE,
+            rec.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        );
     for (n, v) in rec.headers.iter().chain(rec.user_meta.iter()) {
         b = b.header(n.as_str(), v.as_str());
     }
@@ -340,20 +427,33 @@ fn object_headers(mut b: Builder, rec: &ObjectRecord) -> Builder {
 pub async fn get_object(state: &Arc<State>, req: Req) -> HandlerResult {
     let st = state.clone();
     let key = req.key.clone();
-    let (rec, file) = blocking(move || st.store.open_object(&key)).await?.ok_or_else(ApiError::no_such_key)?;
+    let (rec, file) = blocking(move || st.store.open_object(&key))
+        .await?
+        .ok_or_else(ApiError::no_such_key)?;
     let decrypt_key = sse::check_key(&rec.sse, req.sse.customer.as_ref(), "object")?;
     if let Some(status) = preconditions(&req.headers, "", &rec) {
         if status == 412 {
-            return Err(ApiError::new(412, "PreconditionFailed", "Precondition not match."));
+            return Err(ApiError::new(
+                412,
+                "PreconditionFailed",
+                "Precondition not match.",
+            ));
         }
-        let b = Response::builder().status(304).header("etag", quoted(&rec.etag)).header("last-modified", http_date(rec.last_modified_ms));
+        let b = Response::builder()
+            .status(304)
+            .header("etag", quoted(&rec.etag))
+            .header("last-modified", http_date(rec.last_modified_ms));
         return ok(b, body::empty());
     }
     let range = match req.header("range") {
         Some(r) if req.op == crate::cos::CosOp::GetObject => {
             let spec = range::parse_range(r).map_err(ApiError::invalid_argument)?;
             Some(range::resolve(spec, rec.size).ok_or_else(|| {
-                ApiError::new(416, "InvalidRange", "The requested range is not satisfiable.")
+                ApiError::new(
+                    416,
+                    "InvalidRange",
+                    "The requested range is not satisfiable.",
+                )
             })?)
         }
         _ => None,
@@ -403,13 +503,24 @@ pub async fn put_object(state: &Arc<State>, req: Req) -> HandlerResult {
     let done = blocking(move || w.finish()).await?;
     if want_md5.is_some_and(|m| m != done.md5) {
         let _ = std::fs::remove_file(state.store.blob_path(&done.name));
-        return Err(ApiError::bad("BadDigest", "The Content-MD5 you specified did not match what was received."));
+        return Err(ApiError::bad(
+            "BadDigest",
+            "The Content-MD5 you specified did not match what was received.",
+        ));
     }
     let sse_final = match sse_rec {
-        SseRecord::Customer { key_md5, fingerprint, .. } => SseRecord::Customer {
+        SseRecord::Customer {
             key_md5,
             fingerprint,
-            segments: vec![Segment { start: 0, len: done.len, iv: done.iv.clone().unwrap_or_default() }],
+            ..
+        } => SseRecord::Customer {
+            key_md5,
+            fingerprint,
+            segments: vec![Segment {
+                start: 0,
+                len: done.len,
+                iv: done.iv.clone().unwrap_or_default(),
+            }],
         },
         other => other,
     };
@@ -449,7 +560,10 @@ pub async fn read_small_body(body: Incoming, limit: usize) -> Result<Bytes, ApiE
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(ApiError::bad("MalformedXML", format!("request body unreadable or over {limit} bytes: {e}"))),
+        Err(e) => Err(ApiError::bad(
+            "MalformedXML",
+            format!("request body unreadable or over {limit} bytes: {e}"),
+        )),
     }
 }
 
@@ -465,19 +579,37 @@ fn encode_if(url: bool, s: &str) -> String {
 /// GET Bucket (List Objects v1).
 pub async fn list_objects(state: &Arc<State>, req: Req) -> HandlerResult {
     let prefix = req.param("prefix").unwrap_or("").to_string();
-    let delimiter = req.param("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
+    let delimiter = req
+        .param("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
     let marker = req.param("marker").unwrap_or("").to_string();
     let max_keys = match req.param("max-keys").filter(|v| !v.is_empty()) {
         None => 1000,
-        Some(v) => v.parse::<usize>().map_err(|_| ApiError::invalid_argument("max-keys must be a number"))?.min(1000),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument("max-keys must be a number"))?
+            .min(1000),
     };
     let url = match req.param("encoding-type").filter(|v| !v.is_empty()) {
         None => false,
         Some("url") => true,
-        Some(other) => return Err(ApiError::invalid_argument(format!("unsupported encoding-type {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "unsupported encoding-type {other:?}"
+            )))
+        }
     };
     let page = state.store.with_index(|idx| {
-        list::list(idx, &ListQuery { prefix: &prefix, delimiter: delimiter.as_deref(), marker: &marker, max_keys })
+        list::list(
+            idx,
+            &ListQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                marker: &marker,
+                max_keys,
+            },
+        )
     });
     let appid = state.appid().to_string();
     let mut s = String::from(xml::DECL);
@@ -492,7 +624,11 @@ pub async fn list_objects(state: &Arc<State>, req: Req) -> HandlerResult {
     if let Some(d) = &delimiter {
         elem(&mut s, "Delimiter", &encode_if(url, d));
     }
-    elem(&mut s, "IsTruncated", if page.truncated { "true" } else { "false" });
+    elem(
+        &mut s,
+        "IsTruncated",
+        if page.truncated { "true" } else { "false" },
+    );
     if let Some(n) = &page.next_marker {
         elem(&mut s, "NextMarker", &encode_if(url, n));
     }
@@ -528,23 +664,38 @@ pub async fn list_objects(state: &Arc<State>, req: Req) -> HandlerResult {
 
 /// POST /?delete (Delete Multiple Objects).
 pub async fn delete_multiple(state: &Arc<State>, req: Req) -> HandlerResult {
-    let want = content_md5(&req.headers)?
-        .ok_or_else(|| ApiError::bad("InvalidRequest", "Missing required header for this request: Content-MD5."))?;
+    let want = content_md5(&req.headers)?.ok_or_else(|| {
+        ApiError::bad(
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5.",
+        )
+    })?;
     let body = read_small_body(req.body, 4 * 1024 * 1024).await?;
     if <[u8; 16]>::from(Md5::digest(&body)) != want {
-        return Err(ApiError::bad("BadDigest", "The Content-MD5 you specified did not match what was received."));
+        return Err(ApiError::bad(
+            "BadDigest",
+            "The Content-MD5 you specified did not match what was received.",
+        ));
     }
     let root = xml::parse(&body).map_err(|m| ApiError::bad("MalformedXML", m))?;
     if root.name != "Delete" {
-        return Err(ApiError::bad("MalformedXML", "the root element must be Delete"));
+        return Err(ApiError::bad(
+            "MalformedXML",
+            "the root element must be Delete",
+        ));
     }
-    let quiet = root.child("Quiet").is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
+    let quiet = root
+        .child("Quiet")
+        .is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
     let keys: Vec<String> = root
         .children_named("Object")
         .map(|o| o.child("Key").map(|k| k.text.clone()).unwrap_or_default())
         .collect();
     if keys.is_empty() || keys.len() > 1000 {
-        return Err(ApiError::bad("MalformedXML", "Delete must name between 1 and 1000 objects"));
+        return Err(ApiError::bad(
+            "MalformedXML",
+            "Delete must name between 1 and 1000 objects",
+        ));
     }
     let st = state.clone();
     let results = blocking(move || {
@@ -581,7 +732,12 @@ pub async fn delete_multiple(state: &Arc<State>, req: Req) -> HandlerResult {
         }
     }
     s.push_str("</DeleteResult>");
-    ok(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), body::full(s))
+    ok(
+        Response::builder()
+            .status(200)
+            .header(CONTENT_TYPE, "application/xml"),
+        body::full(s),
+    )
 }
 
 /// The key named by `x-cos-copy-source`: host form `<bucket>.cos.<region>.myqcloud.com/<key>`
@@ -592,7 +748,9 @@ pub fn copy_source_key(state: &State, h: &HeaderMap) -> Result<String, ApiError>
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::invalid_argument("x-cos-copy-source is not valid"))?;
     let raw = raw.split_once("?versionId=").map(|(a, _)| a).unwrap_or(raw);
-    let bad = || ApiError::invalid_argument(format!("x-cos-copy-source {raw:?} is not <bucket>.cos.<region>.myqcloud.com/<key> or /<bucket>/<key>"));
+    let bad = || {
+        ApiError::invalid_argument(format!("x-cos-copy-source {raw:?} is not <bucket>.cos.<region>.myqcloud.com/<key> or /<bucket>/<key>"))
+    };
     let (bucket_part, enc_key) = if let Some(rest) = raw.strip_prefix('/') {
         rest.split_once('/').ok_or_else(bad)?
     } else {
@@ -600,7 +758,11 @@ pub fn copy_source_key(state: &State, h: &HeaderMap) -> Result<String, ApiError>
         (host.split('.').next().unwrap_or(""), k)
     };
     if bucket_part != state.bucket {
-        return Err(ApiError::new(404, "NoSuchBucket", "The copy source bucket does not exist."));
+        return Err(ApiError::new(
+            404,
+            "NoSuchBucket",
+            "The copy source bucket does not exist.",
+        ));
     }
     let key = super::route::percent_decode(enc_key, false)
         .and_then(|b| String::from_utf8(b).ok())
@@ -617,15 +779,32 @@ pub fn copy_source_key(state: &State, h: &HeaderMap) -> Result<String, ApiError>
 pub async fn open_copy_source(
     state: &Arc<State>,
     req: &Req,
-) -> Result<(Arc<ObjectRecord>, File, Option<(Zeroizing<[u8; 32]>, Vec<Segment>)>), ApiError> {
+) -> Result<
+    (
+        Arc<ObjectRecord>,
+        File,
+        Option<(Zeroizing<[u8; 32]>, Vec<Segment>)>,
+    ),
+    ApiError,
+> {
     let src_key = copy_source_key(state, &req.headers)?;
     let st = state.clone();
     let (rec, file) = blocking(move || st.store.open_object(&src_key))
         .await?
-        .ok_or_else(|| ApiError::new(404, "NoSuchKey", "The specified copy source does not exist."))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NoSuchKey",
+                "The specified copy source does not exist.",
+            )
+        })?;
     let key = sse::check_key(&rec.sse, req.sse.source_customer.as_ref(), "copy source")?;
     if preconditions(&req.headers, "x-cos-copy-source-", &rec).is_some() {
-        return Err(ApiError::new(412, "PreconditionFailed", "Precondition not match."));
+        return Err(ApiError::new(
+            412,
+            "PreconditionFailed",
+            "Precondition not match.",
+        ));
     }
     let material = key.map(|k| (k, segments_of(&rec.sse)));
     Ok((rec, file, material))
@@ -638,11 +817,20 @@ pub async fn copy_object(state: &Arc<State>, req: Req) -> HandlerResult {
     let replace = match directive.to_ascii_lowercase().as_str() {
         "copy" => false,
         "replaced" | "replace" => true,
-        _ => return Err(ApiError::invalid_argument(format!("x-cos-metadata-directive {directive:?} must be Copy or Replaced"))),
+        _ => {
+            return Err(ApiError::invalid_argument(format!(
+                "x-cos-metadata-directive {directive:?} must be Copy or Replaced"
+            )))
+        }
     };
     let meta = parse_write_meta(&req.headers)?;
     let (dst_sse, dst_key) = sse::new_record(&req.sse);
-    if src.key == req.key && !replace && dst_sse == SseRecord::None && !src.sse.is_customer() && meta.storage_class.is_none() {
+    if src.key == req.key
+        && !replace
+        && dst_sse == SseRecord::None
+        && !src.sse.is_customer()
+        && meta.storage_class.is_none()
+    {
         return Err(ApiError::bad(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata or encryption attributes.",
@@ -651,9 +839,15 @@ pub async fn copy_object(state: &Arc<State>, req: Req) -> HandlerResult {
     let (content_type, headers, user_meta) = if replace {
         (meta.content_type, meta.headers, meta.user_meta)
     } else {
-        (src.content_type.clone(), src.headers.clone(), src.user_meta.clone())
+        (
+            src.content_type.clone(),
+            src.headers.clone(),
+            src.user_meta.clone(),
+        )
     };
-    let storage_class = meta.storage_class.unwrap_or_else(|| src.storage_class.clone());
+    let storage_class = meta
+        .storage_class
+        .unwrap_or_else(|| src.storage_class.clone());
     let st = state.clone();
     let src2 = src.clone();
     let iv = dst_key.as_ref().map(|_| crypto::new_iv());
@@ -688,14 +882,26 @@ pub async fn copy_object(state: &Arc<State>, req: Req) -> HandlerResult {
         copy_into(&file, 0, src2.size, src_key.as_ref(), &mut w)?;
         let done = w.finish()?;
         let segs = match &done.iv {
-            Some(iv) => vec![Segment { start: 0, len: done.len, iv: iv.clone() }],
+            Some(iv) => vec![Segment {
+                start: 0,
+                len: done.len,
+                iv: iv.clone(),
+            }],
             None => vec![],
         };
         Ok((done.name, done.md5, segs))
     })
     .await?;
     let sse_final = match dst_sse {
-        SseRecord::Customer { key_md5, fingerprint, .. } => SseRecord::Customer { key_md5, fingerprint, segments },
+        SseRecord::Customer {
+            key_md5,
+            fingerprint,
+            ..
+        } => SseRecord::Customer {
+            key_md5,
+            fingerprint,
+            segments,
+        },
         other => other,
     };
     let rec = ObjectRecord {
@@ -717,8 +923,13 @@ pub async fn copy_object(state: &Arc<State>, req: Req) -> HandlerResult {
     elem(&mut s, "CRC64", &rec.crc64.to_string());
     elem(&mut s, "LastModified", &iso8601(rec.last_modified_ms));
     s.push_str("</CopyObjectResult>");
-    let b = with_sse(Response::builder().status(200).header(CONTENT_TYPE, "application/xml"), &rec.sse)
-        .header("x-cos-hash-crc64ecma", rec.crc64.to_string());
+    let b = with_sse(
+        Response::builder()
+            .status(200)
+            .header(CONTENT_TYPE, "application/xml"),
+        &rec.sse,
+    )
+    .header("x-cos-hash-crc64ecma", rec.crc64.to_string());
     let st = state.clone();
     blocking(move || st.store.commit(rec)).await?;
     ok(b, body::full(s))
@@ -744,25 +955,40 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-cos-meta-mode", HeaderValue::from_static("33188"));
         h.insert("Content-Type", HeaderValue::from_static("text/plain"));
-        h.insert("x-cos-storage-class", HeaderValue::from_static("standard_ia"));
+        h.insert(
+            "x-cos-storage-class",
+            HeaderValue::from_static("standard_ia"),
+        );
         h.insert("cache-control", HeaderValue::from_static("no-cache"));
         let m = parse_write_meta(&h).expect("valid");
-        assert_eq!(m.user_meta.get("x-cos-meta-mode").map(String::as_str), Some("33188"));
+        assert_eq!(
+            m.user_meta.get("x-cos-meta-mode").map(String::as_str),
+            Some("33188")
+        );
         assert_eq!(m.storage_class.as_deref(), Some("STANDARD_IA"));
         assert_eq!(m.content_type.as_deref(), Some("text/plain"));
         h.insert("x-cos-meta-bad_name", HeaderValue::from_static("1"));
-        assert_eq!(parse_write_meta(&h).expect_err("underscore").code, "InvalidArgument");
+        assert_eq!(
+            parse_write_meta(&h).expect_err("underscore").code,
+            "InvalidArgument"
+        );
     }
 
     #[test]
     fn md5_and_length_headers() {
         let mut h = HeaderMap::new();
-        assert_eq!(declared_length(&h).expect_err("missing").code, "MissingContentLength");
+        assert_eq!(
+            declared_length(&h).expect_err("missing").code,
+            "MissingContentLength"
+        );
         h.insert(CONTENT_LENGTH, HeaderValue::from_static("6000000000"));
         assert_eq!(declared_length(&h).expect_err("big").code, "EntityTooLarge");
         h.insert("content-md5", HeaderValue::from_static("nope"));
         assert_eq!(content_md5(&h).expect_err("bad").code, "InvalidDigest");
-        h.insert("content-md5", HeaderValue::from_static("XrY7u+Ae7tCTyyK7j1rNww=="));
+        h.insert(
+            "content-md5",
+            HeaderValue::from_static("XrY7u+Ae7tCTyyK7j1rNww=="),
+        );
         assert!(content_md5(&h).expect("ok").is_some());
     }
 

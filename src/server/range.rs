@@ -71,7 +71,15 @@ mod tests {
 
     #[test]
     fn refuses_malformed_ranges() {
-        for bad in ["0-9", "bytes=", "bytes=-", "bytes=a-b", "bytes=9-3", "bytes=0-1,3-4", "items=0-1"] {
+        for bad in [
+            "0-9",
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=9-3",
+            "bytes=0-1,3-4",
+            "items=0-1",
+        ] {
             assert!(parse_range(bad).is_err(), "{bad} should be refused");
         }
     }

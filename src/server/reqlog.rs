@@ -13,7 +13,9 @@ pub struct RequestLog {
 impl RequestLog {
     pub fn open(path: &Path) -> io::Result<RequestLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(RequestLog { file: Mutex::new(file) })
+        Ok(RequestLog {
+            file: Mutex::new(file),
+        })
     }
 
     /// Appends one entry as a line (a single write, so lines never interleave).

@@ -43,8 +43,13 @@ pub const DEFAULT_KMS_KEY_ID: &str = "coslocal-default-kms-key-0000";
 pub enum SseRecord {
     #[default]
     None,
-    Cos { algorithm: String },
-    Kms { key_id: String, context: Option<String> },
+    Cos {
+        algorithm: String,
+    },
+    Kms {
+        key_id: String,
+        context: Option<String>,
+    },
     Customer {
         key_md5: String,
         fingerprint: KeyFingerprint,
@@ -70,7 +75,10 @@ impl SseRecord {
             SseRecord::None => vec![],
             SseRecord::Cos { algorithm } => vec![(H_SSE, algorithm.clone())],
             SseRecord::Kms { key_id, .. } => {
-                vec![(H_SSE, "cos/kms".into()), (H_SSE_KMS_KEY_ID, key_id.clone())]
+                vec![
+                    (H_SSE, "cos/kms".into()),
+                    (H_SSE_KMS_KEY_ID, key_id.clone()),
+                ]
             }
             SseRecord::Customer { key_md5, .. } => vec![
                 (H_SSEC_ALGORITHM, "AES256".into()),
@@ -82,7 +90,11 @@ impl SseRecord {
     /// The record for the same encryption without data segments (for a new object).
     pub fn without_segments(&self) -> SseRecord {
         match self {
-            SseRecord::Customer { key_md5, fingerprint, .. } => SseRecord::Customer {
+            SseRecord::Customer {
+                key_md5,
+                fingerprint,
+                ..
+            } => SseRecord::Customer {
                 key_md5: key_md5.clone(),
                 fingerprint: fingerprint.clone(),
                 segments: vec![],
@@ -117,7 +129,11 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
-fn parse_triple(h: &HeaderMap, names: [&str; 3], what: &str) -> Result<Option<RequestKey>, ApiError> {
+fn parse_triple(
+    h: &HeaderMap,
+    names: [&str; 3],
+    what: &str,
+) -> Result<Option<RequestKey>, ApiError> {
     let [alg, key, md5] = names.map(|n| header(h, n));
     if alg.is_none() && key.is_none() && md5.is_none() {
         return Ok(None);
@@ -128,11 +144,14 @@ fn parse_triple(h: &HeaderMap, names: [&str; 3], what: &str) -> Result<Option<Re
         )));
     };
     if alg != "AES256" {
-        return Err(ApiError::invalid_argument(format!("{what}: the algorithm must be AES256")));
+        return Err(ApiError::invalid_argument(format!(
+            "{what}: the algorithm must be AES256"
+        )));
     }
-    let raw = Zeroizing::new(B64.decode(key.trim()).map_err(|_| {
-        ApiError::invalid_argument(format!("{what}: the key is not valid base64"))
-    })?);
+    let raw =
+        Zeroizing::new(B64.decode(key.trim()).map_err(|_| {
+            ApiError::invalid_argument(format!("{what}: the key is not valid base64"))
+        })?);
     let raw: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
         ApiError::invalid_argument(format!("{what}: the key must be 32 bytes (AES-256)"))
     })?;
@@ -149,12 +168,17 @@ fn parse_triple(h: &HeaderMap, names: [&str; 3], what: &str) -> Result<Option<Re
 /// Parses and validates the form of the SSE headers. `https` says whether the
 /// connection is TLS: customer keys over plain HTTP are refused.
 pub fn parse(h: &HeaderMap, https: bool) -> Result<SseHeaders, ApiError> {
-    let any_customer = h
-        .keys()
-        .any(|k| k.as_str().starts_with("x-cos-server-side-encryption-customer-")
-            || k.as_str().starts_with("x-cos-copy-source-server-side-encryption-customer-"));
+    let any_customer = h.keys().any(|k| {
+        k.as_str()
+            .starts_with("x-cos-server-side-encryption-customer-")
+            || k.as_str()
+                .starts_with("x-cos-copy-source-server-side-encryption-customer-")
+    });
     if any_customer && !https {
-        return Err(ApiError::bad("InvalidRequest", "SSE-C requests must be made over HTTPS."));
+        return Err(ApiError::bad(
+            "InvalidRequest",
+            "SSE-C requests must be made over HTTPS.",
+        ));
     }
     let customer = parse_triple(h, [H_SSEC_ALGORITHM, H_SSEC_KEY, H_SSEC_KEY_MD5], "SSE-C")?;
     let source_customer = parse_triple(
@@ -175,9 +199,13 @@ pub fn parse(h: &HeaderMap, https: bool) -> Result<SseHeaders, ApiError> {
         }
         Some(v @ ("AES256" | "SM4")) => {
             if kms_id.is_some() || context.is_some() {
-                return Err(ApiError::invalid_argument("SSE-KMS headers require cos/kms"));
+                return Err(ApiError::invalid_argument(
+                    "SSE-KMS headers require cos/kms",
+                ));
             }
-            Some(SseRecord::Cos { algorithm: v.to_string() })
+            Some(SseRecord::Cos {
+                algorithm: v.to_string(),
+            })
         }
         Some("cos/kms") => {
             if let Some(c) = context {
@@ -208,11 +236,18 @@ pub fn parse(h: &HeaderMap, https: bool) -> Result<SseHeaders, ApiError> {
             "x-cos-server-side-encryption and SSE-C headers cannot be combined",
         ));
     }
-    Ok(SseHeaders { server_side, customer, source_customer })
+    Ok(SseHeaders {
+        server_side,
+        customer,
+        source_customer,
+    })
 }
 
 fn not_allowed(what: &str, op: CosOp) -> ApiError {
-    ApiError::bad("SSEHeaderNotAllowed", format!("{what} headers are not allowed on {}", op.name()))
+    ApiError::bad(
+        "SSEHeaderNotAllowed",
+        format!("{what} headers are not allowed on {}", op.name()),
+    )
 }
 
 /// Refuses SSE headers the operation must not carry.
@@ -268,7 +303,9 @@ pub fn check_key(
         )),
         (_, Some(_)) => Err(ApiError::bad(
             "SSEHeaderNotAllowed",
-            format!("The {what} is not encrypted with SSE-C: customer key headers are not allowed."),
+            format!(
+                "The {what} is not encrypted with SSE-C: customer key headers are not allowed."
+            ),
         )),
         (_, None) => Ok(None),
     }
@@ -326,13 +363,34 @@ mod tests {
     #[test]
     fn customer_key_form_rules() {
         let ok = parse(&triple(KEY_B64, KEY_MD5), true).expect("valid");
-        assert_eq!(ok.customer.as_ref().map(|k| k.md5_b64.as_str()), Some(KEY_MD5));
-        assert_eq!(parse(&triple(KEY_B64, KEY_MD5), false).expect_err("http").code, "InvalidRequest");
-        assert_eq!(parse(&triple(KEY_B64, OTHER_MD5), true).expect_err("md5").code, "InvalidArgument");
-        assert_eq!(parse(&triple("c2hvcnQ=", "x"), true).expect_err("short").code, "InvalidArgument");
+        assert_eq!(
+            ok.customer.as_ref().map(|k| k.md5_b64.as_str()),
+            Some(KEY_MD5)
+        );
+        assert_eq!(
+            parse(&triple(KEY_B64, KEY_MD5), false)
+                .expect_err("http")
+                .code,
+            "InvalidRequest"
+        );
+        assert_eq!(
+            parse(&triple(KEY_B64, OTHER_MD5), true)
+                .expect_err("md5")
+                .code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            parse(&triple("c2hvcnQ=", "x"), true)
+                .expect_err("short")
+                .code,
+            "InvalidArgument"
+        );
         let mut partial = triple(KEY_B64, KEY_MD5);
         partial.remove(H_SSEC_KEY_MD5);
-        assert_eq!(parse(&partial, true).expect_err("partial").code, "InvalidArgument");
+        assert_eq!(
+            parse(&partial, true).expect_err("partial").code,
+            "InvalidArgument"
+        );
     }
 
     #[test]
@@ -342,7 +400,10 @@ mod tests {
         let p = parse(&h, false).expect("kms");
         assert_eq!(
             p.server_side,
-            Some(SseRecord::Kms { key_id: DEFAULT_KMS_KEY_ID.into(), context: None })
+            Some(SseRecord::Kms {
+                key_id: DEFAULT_KMS_KEY_ID.into(),
+                context: None
+            })
         );
         h.insert(H_SSE_CONTEXT, HeaderValue::from_static("bm90IGpzb24="));
         assert_eq!(parse(&h, false).expect_err("ctx").code, "InvalidArgument");
@@ -357,25 +418,60 @@ mod tests {
         h.insert(H_SSE, HeaderValue::from_static("AES256"));
         let p = parse(&h, true).expect("sse-cos");
         assert!(check_allowed(CosOp::PutObject, &p).is_ok());
-        for op in [CosOp::GetObject, CosOp::HeadObject, CosOp::UploadPart, CosOp::CompleteMultipart] {
-            assert_eq!(check_allowed(op, &p).expect_err("refused").code, "SSEHeaderNotAllowed");
+        for op in [
+            CosOp::GetObject,
+            CosOp::HeadObject,
+            CosOp::UploadPart,
+            CosOp::CompleteMultipart,
+        ] {
+            assert_eq!(
+                check_allowed(op, &p).expect_err("refused").code,
+                "SSEHeaderNotAllowed"
+            );
         }
         let c = parse(&triple(KEY_B64, KEY_MD5), true).expect("ssec");
         assert!(check_allowed(CosOp::GetObject, &c).is_ok());
-        assert_eq!(check_allowed(CosOp::CompleteMultipart, &c).expect_err("no").code, "SSEHeaderNotAllowed");
+        assert_eq!(
+            check_allowed(CosOp::CompleteMultipart, &c)
+                .expect_err("no")
+                .code,
+            "SSEHeaderNotAllowed"
+        );
     }
 
     #[test]
     fn key_checks_against_stored_objects() {
         let good = parse(&triple(KEY_B64, KEY_MD5), true).expect("k").customer;
-        let other = parse(&triple(OTHER_B64, OTHER_MD5), true).expect("k").customer;
-        let (rec, key) = new_record(&SseHeaders { customer: parse(&triple(KEY_B64, KEY_MD5), true).expect("k").customer, ..Default::default() });
+        let other = parse(&triple(OTHER_B64, OTHER_MD5), true)
+            .expect("k")
+            .customer;
+        let (rec, key) = new_record(&SseHeaders {
+            customer: parse(&triple(KEY_B64, KEY_MD5), true).expect("k").customer,
+            ..Default::default()
+        });
         assert!(key.is_some() && rec.is_customer());
-        assert!(check_key(&rec, good.as_ref(), "object").expect("right key").is_some());
-        assert_eq!(check_key(&rec, other.as_ref(), "object").expect_err("wrong").code, "AccessDenied");
-        assert_eq!(check_key(&rec, None, "object").expect_err("missing").code, "SsecDecryptHeaderInvalid");
-        assert_eq!(check_key(&SseRecord::None, good.as_ref(), "object").expect_err("plain").code, "SSEHeaderNotAllowed");
-        assert!(check_key(&SseRecord::None, None, "object").expect("plain").is_none());
+        assert!(check_key(&rec, good.as_ref(), "object")
+            .expect("right key")
+            .is_some());
+        assert_eq!(
+            check_key(&rec, other.as_ref(), "object")
+                .expect_err("wrong")
+                .code,
+            "AccessDenied"
+        );
+        assert_eq!(
+            check_key(&rec, None, "object").expect_err("missing").code,
+            "SsecDecryptHeaderInvalid"
+        );
+        assert_eq!(
+            check_key(&SseRecord::None, good.as_ref(), "object")
+                .expect_err("plain")
+                .code,
+            "SSEHeaderNotAllowed"
+        );
+        assert!(check_key(&SseRecord::None, None, "object")
+            .expect("plain")
+            .is_none());
         // The stored record never contains the key or its base64.
         let json = serde_json::to_string(&rec).expect("json");
         assert!(!json.contains(KEY_B64) && !json.contains("0123456789ABCDEF"));
@@ -384,9 +480,23 @@ mod tests {
     #[test]
     fn etags_hide_md5_only_for_kms_and_customer() {
         let md5 = [0xeeu8; 16];
-        assert_eq!(etag_for(&SseRecord::None, &md5), crate::cos::sign::hex(&md5));
-        assert_eq!(etag_for(&SseRecord::Cos { algorithm: "AES256".into() }, &md5), crate::cos::sign::hex(&md5));
-        let kms = SseRecord::Kms { key_id: "k".into(), context: None };
+        assert_eq!(
+            etag_for(&SseRecord::None, &md5),
+            crate::cos::sign::hex(&md5)
+        );
+        assert_eq!(
+            etag_for(
+                &SseRecord::Cos {
+                    algorithm: "AES256".into()
+                },
+                &md5
+            ),
+            crate::cos::sign::hex(&md5)
+        );
+        let kms = SseRecord::Kms {
+            key_id: "k".into(),
+            context: None,
+        };
         assert_ne!(etag_for(&kms, &md5), crate::cos::sign::hex(&md5));
         assert_eq!(etag_for(&kms, &md5).len(), 32);
     }

@@ -97,7 +97,10 @@ pub fn now_ms() -> i64 {
 }
 
 fn key_file_name(key: &str) -> String {
-    format!("{}.json", crate::cos::sign::hex(&Sha256::digest(key.as_bytes())))
+    format!(
+        "{}.json",
+        crate::cos::sign::hex(&Sha256::digest(key.as_bytes()))
+    )
 }
 
 impl Store {
@@ -118,7 +121,10 @@ impl Store {
                 continue;
             }
             let rec: ObjectRecord = serde_json::from_slice(&fs::read(&p)?).map_err(|err| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {err}", p.display()))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {err}", p.display()),
+                )
             })?;
             referenced.insert(rec.blob.clone());
             objects.insert(rec.key.clone(), Arc::new(rec));
@@ -262,7 +268,10 @@ impl Store {
                 let mut src = File::open(self.part_path(upload_id, &p.blob))?;
                 let n = io::copy(&mut src, &mut out)?;
                 if n != p.size {
-                    return Err(io::Error::other(format!("part {} is {n} bytes on disk, expected {}", p.number, p.size)));
+                    return Err(io::Error::other(format!(
+                        "part {} is {n} bytes on disk, expected {}",
+                        p.number, p.size
+                    )));
                 }
             }
             Ok(())
@@ -281,7 +290,11 @@ impl Store {
         let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
         self.write_atomic(&dir.join("upload.json"), &json)?;
         let id = record.upload_id.clone();
-        let state = UploadState { record, parts: BTreeMap::new(), closed: false };
+        let state = UploadState {
+            record,
+            parts: BTreeMap::new(),
+            closed: false,
+        };
         self.uploads.lock().insert(id, Arc::new(Mutex::new(state)));
         Ok(())
     }
@@ -296,20 +309,31 @@ impl Store {
     }
 
     /// A writer for a part blob of `upload_id`.
-    pub fn part_writer(&self, upload_id: &str, cipher: Option<(&[u8; 32], [u8; 16])>) -> io::Result<BlobWriter> {
+    pub fn part_writer(
+        &self,
+        upload_id: &str,
+        cipher: Option<(&[u8; 32], [u8; 16])>,
+    ) -> io::Result<BlobWriter> {
         BlobWriter::create(self.upload_dir(upload_id), cipher)
     }
 
     /// Records a part (blocking), replacing an earlier part with the same number.
     /// `NotFound` when the upload was completed or aborted meanwhile.
     pub fn commit_part(&self, upload_id: &str, part: PartRecord) -> io::Result<()> {
-        let state = self.upload(upload_id).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let state = self
+            .upload(upload_id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let mut st = state.lock();
         if st.closed {
             return Err(io::ErrorKind::NotFound.into());
         }
         let json = serde_json::to_vec(&part).map_err(io::Error::other)?;
-        self.write_atomic(&self.upload_dir(upload_id).join(format!("part-{}.json", part.number)), &json)?;
+        self.write_atomic(
+            &self
+                .upload_dir(upload_id)
+                .join(format!("part-{}.json", part.number)),
+            &json,
+        )?;
         if let Some(old) = st.parts.insert(part.number, part.clone()) {
             if old.blob != part.blob {
                 let _ = fs::remove_file(self.part_path(upload_id, &old.blob));
@@ -338,9 +362,13 @@ fn load_upload(dir: &Path) -> io::Result<Option<UploadState>> {
     let mut referenced = HashSet::new();
     for e in fs::read_dir(dir)? {
         let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with("part-") && name.ends_with(".json") {
-            let part: PartRecord = serde_json::from_slice(&fs::read(&p)?).map_err(io::Error::other)?;
+            let part: PartRecord =
+                serde_json::from_slice(&fs::read(&p)?).map_err(io::Error::other)?;
             referenced.insert(part.blob.clone());
             parts.insert(part.number, part);
         }
@@ -352,7 +380,11 @@ fn load_upload(dir: &Path) -> io::Result<Option<UploadState>> {
             let _ = fs::remove_file(e.path());
         }
     }
-    Ok(Some(UploadState { record, parts, closed: false }))
+    Ok(Some(UploadState {
+        record,
+        parts,
+        closed: false,
+    }))
 }
 
 /// What a finished blob write produced.
@@ -432,7 +464,10 @@ impl BlobWriter {
             len: self.len,
             md5,
             crc64: self.crc.sum64(),
-            iv: self.cipher.as_ref().map(|(_, iv)| crate::cos::sign::hex(iv)),
+            iv: self
+                .cipher
+                .as_ref()
+                .map(|(_, iv)| crate::cos::sign::hex(iv)),
         })
     }
 }
@@ -474,13 +509,21 @@ mod tests {
             let mut w = store.object_writer(None).expect("writer");
             w.write(&mut key.as_bytes().to_vec()).expect("write");
             let done = w.finish().expect("finish");
-            store.commit(record(key, &done.name, done.len)).expect("commit");
+            store
+                .commit(record(key, &done.name, done.len))
+                .expect("commit");
         }
         assert!(!dir.path().parent().expect("parent").join("escape").exists());
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
-        let (rec, _f) = store.open_object("../escape").expect("io").expect("present");
-        assert_eq!(fs::read(store.blob_path(&rec.blob)).expect("read"), b"../escape");
+        let (rec, _f) = store
+            .open_object("../escape")
+            .expect("io")
+            .expect("present");
+        assert_eq!(
+            fs::read(store.blob_path(&rec.blob)).expect("read"),
+            b"../escape"
+        );
         assert_eq!(store.with_index(|m| m.len()), 5);
     }
 
@@ -494,7 +537,9 @@ mod tests {
             w.write(&mut body.clone()).expect("write");
             let done = w.finish().expect("finish");
             names.push(done.name.clone());
-            store.commit(record("k", &done.name, done.len)).expect("commit");
+            store
+                .commit(record("k", &done.name, done.len))
+                .expect("commit");
         }
         assert!(!store.blob_path(&names[0]).exists());
         assert!(store.delete("k").expect("delete"));
@@ -505,7 +550,10 @@ mod tests {
         fs::write(dir.path().join("data").join("orphan"), b"x").expect("orphan");
         drop(store);
         let _ = Store::open(dir.path()).expect("reopen");
-        assert_eq!(fs::read_dir(dir.path().join("data")).expect("ls").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("data")).expect("ls").count(),
+            0
+        );
     }
 
     #[test]
@@ -522,7 +570,11 @@ mod tests {
         assert_eq!(stored.len(), plain.len());
         assert!(!stored.windows(6).any(|w| w == b"attack"));
         let mut back = stored.clone();
-        let seg = super::super::crypto::Segment { start: 0, len: stored.len() as u64, iv: done.iv.clone().expect("iv") };
+        let seg = super::super::crypto::Segment {
+            start: 0,
+            len: stored.len() as u64,
+            iv: done.iv.clone().expect("iv"),
+        };
         super::super::crypto::apply_segments(&key, &[seg], 0, &mut back);
         assert_eq!(back, plain);
         assert_eq!(done.md5, <[u8; 16]>::from(Md5::digest(&plain)));

@@ -126,8 +126,14 @@ mod tests {
         assert_eq!(root.name, "CompleteMultipartUpload");
         let parts: Vec<_> = root.children_named("Part").collect();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].child("ETag").map(|e| e.text.as_str()), Some("\"abc\""));
-        assert_eq!(parts[1].child("PartNumber").map(|e| e.text.as_str()), Some("2"));
+        assert_eq!(
+            parts[0].child("ETag").map(|e| e.text.as_str()),
+            Some("\"abc\"")
+        );
+        assert_eq!(
+            parts[1].child("PartNumber").map(|e| e.text.as_str()),
+            Some("2")
+        );
     }
 
     #[test]

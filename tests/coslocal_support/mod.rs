@@ -30,7 +30,11 @@ pub fn config(dir: &std::path::Path, tls: TlsMode) -> ServerConfig {
         region: REGION.into(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         tls,
-        credentials: vec![ServerCredential { secret_id: ID.into(), secret_key: SECRET.into(), token: None }],
+        credentials: vec![ServerCredential {
+            secret_id: ID.into(),
+            secret_key: SECRET.into(),
+            token: None,
+        }],
         request_log: Some(dir.join("requests.jsonl")),
         faults: FaultConfig::default(),
         control_listen: None,
@@ -59,11 +63,21 @@ pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut ServerConfig))
     let ca = dir.path().join("ca.pem");
     let mut cfg = config(dir.path(), TlsMode::SelfSigned { ca_out: ca.clone() });
     f(&mut cfg);
-    let plain = matches!(cfg.tls, TlsMode::Plain);
+    let trust = match &cfg.tls {
+        TlsMode::Plain => None,
+        TlsMode::Files { cert, .. } => Some(cert.clone()),
+        TlsMode::SelfSigned { ca_out } => Some(ca_out.clone()),
+    };
     let log = cfg.request_log.clone().unwrap_or_default();
     let handle = server::spawn(cfg).await.expect("server starts");
-    let client = client_for(if plain { None } else { Some(&ca) });
-    TestServer { handle, dir, ca, client, log }
+    let client = client_for(trust.as_deref());
+    TestServer {
+        handle,
+        dir,
+        ca,
+        client,
+        log,
+    }
 }
 
 /// Encodes a key for the URL path: every byte but unreserved ones and `/` is escaped;
@@ -99,7 +113,11 @@ pub struct Call {
 
 impl Call {
     pub fn new(method: &str, key: &str) -> Call {
-        Call { method: method.into(), key: key.into(), ..Call::default() }
+        Call {
+            method: method.into(),
+            key: key.into(),
+            ..Call::default()
+        }
     }
     pub fn q(mut self, n: &str, v: &str) -> Call {
         self.query.push((n.into(), v.into()));
@@ -119,9 +137,15 @@ impl Call {
             .h("x-cos-server-side-encryption-customer-key-MD5", md5)
     }
     pub fn src_ssec(self, key: &str, md5: &str) -> Call {
-        self.h("x-cos-copy-source-server-side-encryption-customer-algorithm", "AES256")
-            .h("x-cos-copy-source-server-side-encryption-customer-key", key)
-            .h("x-cos-copy-source-server-side-encryption-customer-key-MD5", md5)
+        self.h(
+            "x-cos-copy-source-server-side-encryption-customer-algorithm",
+            "AES256",
+        )
+        .h("x-cos-copy-source-server-side-encryption-customer-key", key)
+        .h(
+            "x-cos-copy-source-server-side-encryption-customer-key-MD5",
+            md5,
+        )
     }
 }
 
@@ -155,22 +179,50 @@ impl TestServer {
 }
 
 pub async fn send_to(client: &reqwest::Client, endpoint: &str, c: Call) -> reqwest::Response {
+    try_send_to(client, endpoint, c)
+        .await
+        .expect("request sent")
+}
+
+/// Like `send_to`, but a transport error is returned instead of failing the test.
+// These tests exercise the server with hand-built (sometimes deliberately wrong)
+// requests, so they bypass the client's Requester on purpose.
+#[allow(clippy::disallowed_methods)]
+pub async fn try_send_to(
+    client: &reqwest::Client,
+    endpoint: &str,
+    c: Call,
+) -> reqwest::Result<reqwest::Response> {
     let hostport = endpoint.split("://").nth(1).expect("endpoint").to_string();
     let host = c.host.clone().unwrap_or(hostport.clone());
     let path = if c.path_style {
-        if c.key.is_empty() { format!("/{BUCKET}") } else { format!("/{BUCKET}/{}", encode_key(&c.key)) }
+        if c.key.is_empty() {
+            format!("/{BUCKET}")
+        } else {
+            format!("/{BUCKET}/{}", encode_key(&c.key))
+        }
     } else {
         format!("/{}", encode_key(&c.key))
     };
     let signed_path = if c.path_style {
-        if c.key.is_empty() { format!("/{BUCKET}") } else { format!("/{BUCKET}/{}", c.key) }
+        if c.key.is_empty() {
+            format!("/{BUCKET}")
+        } else {
+            format!("/{BUCKET}/{}", c.key)
+        }
     } else {
         format!("/{}", c.key)
     };
     let query: String = c
         .query
         .iter()
-        .map(|(n, v)| if v.is_empty() { cos_encode(n) } else { format!("{}={}", cos_encode(n), cos_encode(v)) })
+        .map(|(n, v)| {
+            if v.is_empty() {
+                cos_encode(n)
+            } else {
+                format!("{}={}", cos_encode(n), cos_encode(v))
+            }
+        })
         .collect::<Vec<_>>()
         .join("&");
     let url = if query.is_empty() {
@@ -189,17 +241,24 @@ pub async fn send_to(client: &reqwest::Client, endpoint: &str, c: Call) -> reqwe
         .filter(|(n, _)| !c.unsigned.iter().any(|u| u.eq_ignore_ascii_case(n)))
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let params: Vec<(&str, &str)> = c.query.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let params: Vec<(&str, &str)> = c
+        .query
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let parts = sign(
         c.secret.as_deref().unwrap_or(SECRET),
-        &SignInput { method: &c.method, path: &signed_path, params: &params, headers: &to_sign, key_time: kt },
+        &SignInput {
+            method: &c.method,
+            path: &signed_path,
+            params: &params,
+            headers: &to_sign,
+            key_time: kt,
+        },
     );
     let method = reqwest::Method::from_bytes(c.method.as_bytes()).expect("method");
     let mut rb = client.request(method, &url);
     for (n, v) in &headers {
-        if n == "content-length" {
-            continue; // reqwest sets it from the body
-        }
         rb = rb.header(n.as_str(), v.as_str());
     }
     if !c.anonymous {
@@ -208,11 +267,14 @@ pub async fn send_to(client: &reqwest::Client, endpoint: &str, c: Call) -> reqwe
     if matches!(c.method.as_str(), "PUT" | "POST") || !c.body.is_empty() {
         rb = rb.body(c.body.clone());
     }
-    rb.send().await.expect("request sent")
+    rb.send().await
 }
 
 pub fn header(r: &reqwest::Response, n: &str) -> Option<String> {
-    r.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string)
+    r.headers()
+        .get(n)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// The `<Code>` of an error body.

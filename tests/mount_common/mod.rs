@@ -105,7 +105,9 @@ impl Drop for Watchdog {
 /// One test's world: a temp dir, a coslocal, a watchdog; mounts are made from it.
 pub struct Harness {
     pub name: String,
-    pub dir: tempfile::TempDir,
+    /// The test's directory (kept after the test when env `COSMOUNT_TEST_KEEP` is set).
+    pub root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
     pub cos: Coslocal,
     pub pids: Pids,
     _watchdog: Watchdog,
@@ -132,10 +134,18 @@ impl Harness {
             .expect("temp dir");
         let pids: Pids = Arc::new(Mutex::new(Vec::new()));
         let watchdog = Watchdog::start(name, pids.clone(), 600);
-        let cos = Coslocal::start(dir.path(), opts);
+        let root = dir.path().to_path_buf();
+        let tmp = if std::env::var_os("COSMOUNT_TEST_KEEP").is_some() {
+            eprintln!("keeping {}", dir.keep().display());
+            None
+        } else {
+            Some(dir)
+        };
+        let cos = Coslocal::start(&root, opts);
         Harness {
             name: name.to_string(),
-            dir,
+            root,
+            _tmp: tmp,
             cos,
             pids,
             _watchdog: watchdog,
@@ -143,7 +153,7 @@ impl Harness {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.root.join(rel)
     }
 
     /// Mounts the whole bucket with `opts`; waits until the mount is live.
