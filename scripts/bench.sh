@@ -139,7 +139,9 @@ PEAK_MIB=$((PEAK / 1024))
 verdict() { python3 -c "print('ok' if $1 else 'MISSED')"; }
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT="$ROOT/scripts/results/bench-$STAMP$([ $QUICK = 1 ] && echo -quick).txt"
+SUFFIX=""
+[ $QUICK = 1 ] && SUFFIX="-quick"
+OUT="$ROOT/scripts/results/bench-$STAMP$SUFFIX.txt"
 mkdir -p "$ROOT/scripts/results"
 {
     echo "cosmount benchmark $STAMP UTC  ($(nproc) cores; coslocal HTTPS loopback, latency ${LATENCY_MS} ms;"

@@ -85,7 +85,10 @@ grep -E ' fuse(\.cosmount)? ' /proc/mounts | awk '{print $2}' | grep -E '/cosmou
 done
 
 step "summary ($(( $(date +%s) - START ))s)"
-grep -E '^test result:|^     Running|FAILED|panicked' target/test-output.txt | grep -E 'test result|FAILED|^     Running' | sed 's/^/  /' || true
+# One line per test binary, then every failing test by name.
+grep -E '^ +(Running|Doc-tests) |^test result: ' target/test-output.txt | paste - - |
+    sed -E 's/^ +(Running|Doc-tests) ([^(\t]+)[^\t]*\ttest result: /  \2: /' || true
+grep -E '^test .* \.\.\. FAILED$' target/test-output.txt | sed 's/^/  /' || true
 if [ ${#FAILED[@]} -gt 0 ]; then
     echo "FAILED: ${FAILED[*]}"
     exit 1

@@ -155,3 +155,15 @@ async fn control_endpoint_changes_faults_at_run_time() {
         .expect("reset");
     assert_eq!(s.send(Call::new("HEAD", "k")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn bandwidth_cap_paces_uploads_too() {
+    let s = start_with(|c| c.faults.bandwidth_bytes_per_sec = Some(1_000_000)).await;
+    let t = Instant::now();
+    assert_eq!(s.put("up", &data(600_000, 1)).await.status(), 200);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "0.6 MB at 1 MB/s took {took:?}"
+    );
+}

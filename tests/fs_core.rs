@@ -173,7 +173,7 @@ async fn readdir_paginates_and_keeps_odd_names_and_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_l_of_a_big_directory_is_served_from_prefetched_attributes() {
     let (s, fs, _d) = setup_with(MemStore::default(), |c| c.listing_head_concurrency = 64);
-    let n = 2000;
+    let n: usize = std::env::var("LSL_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     for i in 0..n {
         s.insert(&format!("big/f{i:05}"), "x", &[("mode", "33152")]);
     }
@@ -195,14 +195,16 @@ async fn ls_l_of_a_big_directory_is_served_from_prefetched_attributes() {
     }
     let took = t0.elapsed();
     // Sequential HEAD+LIST per entry would take n * 10 ms = 20 s.
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(took < Duration::from_secs(n as u64 / 500 + 2), "took {took:?}");
+    eprintln!("ls -l of {n} entries at 10 ms per request: {took:?}");
     assert_eq!(s.count(CosOp::HeadObject), n as u64, "exactly one HEAD per entry");
-    assert_eq!(s.count(CosOp::ListObjects), 2, "only the listing pages");
+    assert_eq!(s.count(CosOp::ListObjects), n.div_ceil(1000) as u64, "only the listing pages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_use_cache_and_a_growing_prefetch_window() {
-    let (s, fs, _d) = setup();
+    // Two requests per window: read-ahead requests grow to several blocks.
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| c.parallel_count = 2);
     let body = data(8 * MIB as usize + 1234);
     s.insert("big.bin", body.clone(), &[]);
     let e = fs.lookup(ROOT_INO, "big.bin").await.unwrap();
@@ -210,12 +212,15 @@ async fn reads_use_cache_and_a_growing_prefetch_window() {
     s.reset_counts();
     let got = read_all(&fs, fh, e.attr.size, 128 * 1024).await;
     assert_eq!(got, body);
-    // 9 blocks, each fetched exactly once despite prefetch and demand reads overlapping.
-    assert_eq!(s.count(CosOp::GetObject), 9);
+    // Every byte fetched exactly once despite prefetch and demand reads overlapping,
+    // and read-ahead requests larger than one block.
+    assert_eq!(s.get_bytes(), body.len() as u64);
+    let gets = s.count(CosOp::GetObject);
+    assert!(gets < 9, "{gets} GETs for 9 blocks");
     // A second pass is served from the cache.
     let again = read_all(&fs, fh, e.attr.size, 1 << 20).await;
     assert_eq!(again, body);
-    assert_eq!(s.count(CosOp::GetObject), 9);
+    assert_eq!(s.count(CosOp::GetObject), gets);
     // A random read in the middle.
     let b = fs.read(fh, 5 * MIB + 17, 100).await.unwrap();
     assert_eq!(&b[..], &body[5 * MIB as usize + 17..5 * MIB as usize + 117]);
@@ -234,6 +239,33 @@ async fn changed_object_is_never_served_from_stale_blocks() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
     assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"new content!");
+    // Changed again while this handle is reading: it must not mix versions.
+    s.insert("f", "third version, longer", &[]);
+    let err = fs.read(fh, 0, 100).await;
+    assert!(err.is_ok(), "cached blocks of the version this handle read are still valid");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let fh2 = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(fh2, 0, 100).await.unwrap()[..], b"third version, longer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_that_served_data_gets_estale_when_the_object_changes() {
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| {
+        c.block_size = 4096;
+        c.max_prefetch = 4096;
+    });
+    s.insert("f", vec![1u8; 3 * 4096], &[]);
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(fs.read(fh, 0, 4096).await.unwrap().len(), 4096);
+    s.insert("f", vec![2u8; 3 * 4096], &[]);
+    // Block 2 was not prefetched (window of one block): fetching it sees the new ETag.
+    let err = fs.read(fh, 2 * 4096, 4096).await.unwrap_err();
+    assert_eq!(cosmount::fuse::errno_of(&err), libc::ESTALE);
+    // A new handle that has served nothing reads the new version (one retry).
+    s.insert("f", vec![3u8; 3 * 4096], &[]);
+    let fh2 = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(fh2, 4096, 4096).await.unwrap()[..], &[3u8; 4096][..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +277,13 @@ async fn sequential_write_streams_multipart_while_writing() {
         fs.write(fh, (i * 128 * 1024) as u64, c).await.unwrap();
     }
     assert_eq!(s.count(CosOp::InitiateMultipart), 1);
+    // Part uploads are tasks: give them a moment to reach the store.
+    for _ in 0..100 {
+        if s.count(CosOp::UploadPart) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(s.count(CosOp::UploadPart) >= 2, "parts go out before close");
     assert_eq!(fs.getattr(e.attr.ino).await.unwrap().size, body.len() as u64);
     fs.flush(fh).await.unwrap();
@@ -439,6 +478,18 @@ async fn chmod_chown_utimens_persist_as_cosfs_metadata() {
     assert_eq!(s.total_count(), 0);
     fs.release(fh).await.unwrap();
     assert_eq!(s.object("w").unwrap().user_meta["mode"], (0o100600).to_string());
+    // Same for a multipart upload whose Initiate already carried the old attributes.
+    let (c, fh) = fs.create(ROOT_INO, "mp", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    fs.write(fh, 0, &data(2 * MIB as usize + 3)).await.unwrap();
+    assert_eq!(s.count(CosOp::InitiateMultipart), 1);
+    fs.setattr(c.attr.ino, SetAttr { mode: Some(0o640), mtime: Some(t), ..Default::default() })
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    let o = s.object("mp").unwrap();
+    assert_eq!(o.user_meta["mode"], (0o100640).to_string());
+    assert_eq!(o.user_meta["mtime"], "1600000000");
+    assert_eq!(o.data.len() as u64, 2 * MIB + 3);
     // chmod of an implicit directory creates its marker with the metadata.
     s.insert("imp/x", "", &[]);
     let d = fs.lookup(ROOT_INO, "imp").await.unwrap();
@@ -630,4 +681,27 @@ fn write_budget_blocks_instead_of_growing_memory() {
         assert_eq!(&s.object("w1").unwrap().data[..], &body[..]);
         assert_eq!(&s.object("w2").unwrap().data[..], &body[..]);
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_open_files_beyond_the_memory_budget_spill_instead_of_hanging() {
+    // 2 MiB of write budget; 40 files of 100 KiB held open at once need 4 MiB.
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| c.memory_budget = 4 * MIB);
+    let body = data(100 * 1024);
+    let mut fhs = Vec::new();
+    for i in 0..40 {
+        let (_, fh) = fs
+            .create(ROOT_INO, &format!("f{i}"), 0o644, 0, libc::O_WRONLY, ME)
+            .await
+            .unwrap();
+        let w = tokio::time::timeout(Duration::from_secs(5), fs.write(fh, 0, &body)).await;
+        w.expect("write must not wait for budget held by idle handles").unwrap();
+        fhs.push(fh);
+    }
+    for fh in fhs {
+        fs.release(fh).await.unwrap();
+    }
+    for i in 0..40 {
+        assert_eq!(&s.object(&format!("f{i}")).unwrap().data[..], &body[..]);
+    }
 }

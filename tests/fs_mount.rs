@@ -148,6 +148,21 @@ fn mount_and_use_with_std_fs() {
         assert_eq!(e.raw_os_error(), Some(libc::ENOTSUP));
         let e = std::fs::metadata(mnt.join("nope")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        // xattrs are refused with ENOTSUP.
+        let path = std::ffi::CString::new(mnt.join("existing.txt").into_os_string().into_encoded_bytes()).unwrap();
+        let name = std::ffi::CString::new("user.test").unwrap();
+        let mut buf = [0u8; 16];
+        // SAFETY: valid C strings and buffer.
+        let r = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(r, -1);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOTSUP));
+        // A sequential read through the kernel fetches each byte once, in large requests.
+        let big: Vec<u8> = (0..32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        store.insert("big.bin", big.clone(), &[]);
+        store.reset_counts();
+        assert!(std::fs::read(mnt.join("big.bin")).unwrap() == big);
+        assert_eq!(store.get_bytes(), big.len() as u64, "no byte fetched twice");
+        assert!(store.count(cosmount::cos::CosOp::GetObject) < 32);
         // close() reports the upload: the object exists once close returns.
         let mut f = std::fs::File::create(mnt.join("closed.txt")).unwrap();
         f.write_all(b"closed").unwrap();

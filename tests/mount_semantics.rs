@@ -342,3 +342,27 @@ fn setattr_while_open_for_write_persists() {
         );
     }
 }
+
+/// cosfs's `uid=`, `gid=`, `umask=` give the owner and mode of objects without metadata.
+#[test]
+fn uid_gid_umask_options_apply_to_objects_without_metadata() {
+    let Some(h) = Harness::start("sem-owner") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    sdk.put("plain.txt", b"p", None, &[]).expect_ok("put");
+    sdk.put("bare/inner.txt", b"i", None, &[])
+        .expect_ok("put inner");
+    let m = h.mount(
+        MountOptions::default()
+            .opt("uid=1234")
+            .opt("gid=4321")
+            .opt("umask=027"),
+    );
+    let f = std::fs::metadata(m.path("plain.txt")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (1234, 4321), "file owner");
+    assert_eq!(f.mode() & 0o7777, 0o640, "file mode = 0666 & !umask");
+    let d = std::fs::metadata(m.path("bare")).unwrap();
+    assert_eq!((d.uid(), d.gid()), (1234, 4321), "dir owner");
+    assert_eq!(d.mode() & 0o7777, 0o750, "dir mode = 0777 & !umask");
+}

@@ -229,6 +229,7 @@ fn run(name: &str, sse: impl FnOnce(&Harness) -> (Sse, Expect)) {
         );
     }
     let bad = violations(&log, &expect);
+    check_stored_encryption(&h, &expect);
     assert!(
         bad.is_empty(),
         "{} of {} requests carried the wrong SSE headers:\n{}",
@@ -236,6 +237,35 @@ fn run(name: &str, sse: impl FnOnce(&Harness) -> (Sse, Expect)) {
         log.len(),
         bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// Every object left in the bucket (written, multipart, copied by renames, chmod/utimens
+/// self-copies) is stored with the mount's encryption, as a second client sees it.
+fn check_stored_encryption(h: &Harness, expect: &Expect) {
+    let Some(sdk) = h.sdk() else { return };
+    let keyfile = h.path("ssec.keys");
+    for key in sdk.list("") {
+        let head = match expect {
+            Expect::Customer(_) => sdk.head(&key, Some(&keyfile)),
+            _ => sdk.head(&key, None),
+        }
+        .unwrap_or_else(|e| panic!("SDK head {key}: {}", e.stderr));
+        let sse = head["x-cos-server-side-encryption"].as_str();
+        let ssec = head["x-cos-server-side-encryption-customer-algorithm"].as_str();
+        let kms_id = head["x-cos-server-side-encryption-cos-kms-key-id"].as_str();
+        match expect {
+            Expect::None => assert!(
+                sse.is_none() && ssec.is_none(),
+                "{key} is encrypted: {head}"
+            ),
+            Expect::Cos => assert_eq!(sse, Some("AES256"), "{key}: {head}"),
+            Expect::Kms(id) => {
+                assert_eq!(sse, Some("cos/kms"), "{key}: {head}");
+                assert_eq!(kms_id, Some(id.as_str()), "{key}: {head}");
+            }
+            Expect::Customer(_) => assert_eq!(ssec, Some("AES256"), "{key}: {head}"),
+        }
+    }
 }
 
 fn ops(log: &[mount_common::LogEntry]) -> std::collections::BTreeMap<String, usize> {

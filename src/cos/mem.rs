@@ -56,6 +56,8 @@ struct State {
     next_upload: u64,
     next_etag: u64,
     counts: HashMap<CosOp, u64>,
+    /// Body bytes served by GET.
+    get_bytes: u64,
     /// op → (remaining failures, kind).
     faults: HashMap<CosOp, (u32, CosErrorKind)>,
 }
@@ -104,7 +106,14 @@ impl MemStore {
     }
 
     pub fn reset_counts(&self) {
-        self.state.lock().counts.clear();
+        let mut st = self.state.lock();
+        st.counts.clear();
+        st.get_bytes = 0;
+    }
+
+    /// Body bytes served by GET since the last reset (to prove nothing is fetched twice).
+    pub fn get_bytes(&self) -> u64 {
+        self.state.lock().get_bytes
     }
 
     /// A stored object, bypassing the request path (not counted).
@@ -291,6 +300,7 @@ impl ObjectClient for MemStore {
             }
         };
         let meta = Self::meta_of(key, &o);
+        self.state.lock().get_bytes += body.len() as u64;
         let stream = futures::stream::once(async move { Ok::<Bytes, CosError>(body) });
         Ok(GetResponse {
             meta,

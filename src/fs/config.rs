@@ -37,7 +37,8 @@ pub struct FsConfig {
     /// Free bytes to keep on the staging file system; writes that would go below fail with ENOSPC.
     pub staging_min_free: u64,
     /// `x-cos-storage-class` of new objects is a client setting; nothing here.
-    /// Concurrent HEADs used to fetch attributes for a directory listing.
+    /// Concurrent HEADs used to fetch attributes for a directory listing (0: do not
+    /// fetch attributes after a listing; each lookup then asks the bucket itself).
     pub listing_head_concurrency: usize,
 }
 

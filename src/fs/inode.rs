@@ -57,6 +57,8 @@ pub struct Inode {
     pub local: bool,
     /// Removed from its directory while still referenced.
     pub unlinked: bool,
+    /// The mtime was set by utimens (not by a write) since the last write.
+    pub mtime_explicit: bool,
 }
 
 impl Inode {
@@ -113,6 +115,7 @@ impl InodeTable {
                 expires: far_future(),
                 local: true,
                 unlinked: false,
+                mtime_explicit: false,
             },
         );
         InodeTable {
@@ -216,6 +219,7 @@ impl InodeTable {
                 expires: now + self.ttl,
                 local: false,
                 unlinked: false,
+                mtime_explicit: false,
             },
         );
         self.children.insert(k, ino);
@@ -225,8 +229,13 @@ impl InodeTable {
     /// Records an entry seen in a listing. A fresh inode of the same kind is kept as is
     /// (a listing carries no metadata); anything else is recorded as stale, so the next
     /// lookup completes it with a HEAD.
-    pub fn upsert_listed(&mut self, parent: u64, name: &str, f: Found, now: Instant) -> u64 {
+    pub fn upsert_listed(&mut self, parent: u64, name: &str, mut f: Found, now: Instant) -> u64 {
         if let Some(n) = self.child(parent, name) {
+            // A listing cannot tell a symlink from a file: keep what a HEAD said.
+            if n.meta.kind == FileKind::Symlink && f.meta.kind == FileKind::File {
+                f.meta.kind = FileKind::Symlink;
+                f.meta.perm = n.meta.perm;
+            }
             if n.meta.kind == f.meta.kind && n.fresh(now) {
                 return n.ino;
             }
@@ -315,6 +324,42 @@ impl InodeTable {
                 n.expires = Instant::now();
             }
         }
+    }
+
+    /// Marks every inode below `ino` stale (after its objects were copied elsewhere, their
+    /// ETags may have changed).
+    pub fn invalidate_subtree(&mut self, ino: u64) {
+        let below: Vec<u64> = self
+            .inodes
+            .keys()
+            .copied()
+            .filter(|&i| self.is_below(i, ino))
+            .collect();
+        let now = Instant::now();
+        for i in below {
+            if let Some(n) = self.inodes.get_mut(&i) {
+                if !n.local {
+                    n.expires = now;
+                }
+            }
+        }
+    }
+
+    fn is_below(&self, mut i: u64, ancestor: u64) -> bool {
+        // Bounded walk: parents always exist up to the root, which is its own parent.
+        for _ in 0..4096 {
+            let Some(n) = self.inodes.get(&i) else {
+                return false;
+            };
+            if n.ino == ROOT_INO {
+                return false;
+            }
+            if n.parent == ancestor {
+                return true;
+            }
+            i = n.parent;
+        }
+        false
     }
 
     /// Children currently in the table (for rmdir/rename checks of local files).

@@ -123,6 +123,8 @@ impl OpenMode {
 struct FileHandle {
     ino: u64,
     writable: bool,
+    /// Some data was returned from the bucket through this handle.
+    served: std::sync::atomic::AtomicBool,
     prefetch: Mutex<Prefetch>,
     state: tokio::sync::Mutex<WriteState>,
 }
@@ -207,6 +209,7 @@ impl<C: ObjectClient> CosFs<C> {
             half,
             config.block_size,
             config.max_prefetch,
+            config.parallel_count,
             rt.clone(),
         ));
         let writer = Writer::new(
@@ -344,6 +347,10 @@ impl<C: ObjectClient> CosFs<C> {
         let pending = self.inner.pending_heads.lock().get(&key).cloned();
         if let Some(p) = pending {
             p.await;
+        }
+        // Also re-checked without a pending HEAD: a HEAD task records its result before
+        // it unregisters, so one that finished since the first check is seen here.
+        {
             let t = self.inner.table.lock();
             if let Some(n) = t.child(parent, name) {
                 if n.fresh(Instant::now()) {
@@ -559,7 +566,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// kernel's per-entry lookups (ls -l) find them cached instead of sending one HEAD +
     /// LIST each, in sequence.
     fn prefetch_attrs(&self, parent: u64, items: Vec<(String, String, bool)>) {
-        if items.is_empty() {
+        if items.is_empty() || self.inner.config.listing_head_concurrency == 0 {
             return;
         }
         let sem = Arc::new(tokio::sync::Semaphore::new(
@@ -976,6 +983,7 @@ impl<C: ObjectClient> CosFs<C> {
         self.move_tree(&src_key, &dst_prefix).await?;
         let mut t = self.inner.table.lock();
         t.rename(parent, name, new_parent, new_name);
+        t.invalidate_subtree(src.ino);
         t.set_negative(parent, name, Instant::now());
         Ok(())
     }
@@ -1029,6 +1037,7 @@ impl<C: ObjectClient> CosFs<C> {
         let h = Arc::new(FileHandle {
             ino,
             writable,
+            served: std::sync::atomic::AtomicBool::new(false),
             prefetch: Mutex::new(Prefetch::new(self.inner.config.parallel_count)),
             state: tokio::sync::Mutex::new(state),
         });
@@ -1115,17 +1124,30 @@ impl<C: ObjectClient> CosFs<C> {
                 WriteState::Clean | WriteState::Failed(_) => {}
             }
         }
-        let v = self.version(h.ino).await?;
-        if v.size == 0 {
-            return Ok(Bytes::new());
-        }
-        let r = self.inner.reader.read(&v, &h.prefetch, offset, size).await;
-        if let Err(e) = &r {
-            if e.kind == FsErrorKind::Cos(CosErrorKind::PreconditionFailed) {
-                self.inner.table.lock().invalidate(h.ino);
+        let mut retried = false;
+        loop {
+            let v = self.version(h.ino).await?;
+            if v.size == 0 {
+                return Ok(Bytes::new());
+            }
+            match self.inner.reader.read(&v, &h.prefetch, offset, size).await {
+                Ok(b) => {
+                    h.served.store(true, Ordering::Relaxed);
+                    return Ok(b);
+                }
+                Err(e) if e.kind == FsErrorKind::Cos(CosErrorKind::PreconditionFailed) => {
+                    self.inner.table.lock().invalidate(h.ino);
+                    // The object changed (another client, or within the stat TTL): a
+                    // handle that has returned nothing yet simply reads the new version;
+                    // one that has must not mix versions and gets ESTALE.
+                    if retried || h.served.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+                Err(e) => return Err(e),
             }
         }
-        r
     }
 
     /// Puts the handle's content into a staging file: moves an in-memory stream, or
@@ -1189,8 +1211,10 @@ impl<C: ObjectClient> CosFs<C> {
                 self.to_staging(h.ino, &mut st).await?;
             }
         }
-        if let WriteState::Stream(s) = &*st {
-            if s.pos != offset {
+        if let WriteState::Stream(s) = &mut *st {
+            // Out of order: stage. Out of memory before any part went out: spill to a
+            // staging file rather than wait for budget that idle handles may never free.
+            if s.pos != offset || (s.all_buffered() && !s.try_grow(&self.inner.writer, data.len())) {
                 self.to_staging(h.ino, &mut st).await?;
             }
         }
@@ -1209,6 +1233,7 @@ impl<C: ObjectClient> CosFs<C> {
             n.local = true;
             n.size = n.size.max(end);
             n.meta.mtime = SystemTime::now();
+            n.mtime_explicit = false;
         }
         Ok(data.len() as u32)
     }
@@ -1232,11 +1257,16 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let size = s.pos;
         let (key, opts) = self.upload_target(ino)?;
-        let r = s.finish(w, &key, &opts).await?;
-        // Metadata changed after a multipart upload began: rewrite it in place.
+        let (r, sent) = s.finish(w, &key, &opts).await?;
+        // Attributes changed after a multipart upload began (chmod/chown, or utimens
+        // after the last write): rewrite them in place. The mtime that writes set is not
+        // worth a copy; an explicit one is.
         let (_, now_opts) = self.upload_target(ino)?;
+        let explicit_mtime = self.node(ino)?.mtime_explicit;
         let mut etag = r.etag;
-        if strip_mtime(&now_opts) != strip_mtime(&opts) {
+        if strip_mtime(&now_opts) != strip_mtime(&sent)
+            || (explicit_mtime && now_opts.user_meta.get("mtime") != sent.user_meta.get("mtime"))
+        {
             etag = self
                 .inner
                 .client
@@ -1410,6 +1440,7 @@ impl<C: ObjectClient> CosFs<C> {
             }
             if let Some(t) = s.mtime {
                 n.meta.mtime = t;
+                n.mtime_explicit = true;
             }
             n.clone()
         };

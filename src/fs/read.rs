@@ -87,8 +87,13 @@ pub struct Reader<C: ObjectClient> {
     inflight: Mutex<HashMap<BlockKey, BlockFuture>>,
     block_size: u64,
     max_window_blocks: u64,
+    parallel_count: u64,
     rt: tokio::runtime::Handle,
 }
+
+/// Largest read-ahead request, in blocks (8 MiB with 1 MiB blocks): fewer, larger GETs
+/// cost less per byte, while the window still spreads over several concurrent requests.
+const MAX_CHUNK_BLOCKS: u64 = 8;
 
 /// Sequential-read detection and window state of one handle.
 pub struct Prefetch {
@@ -127,6 +132,7 @@ impl<C: ObjectClient> Reader<C> {
         cache_bytes: u64,
         block_size: u64,
         max_prefetch: u64,
+        parallel_count: usize,
         rt: tokio::runtime::Handle,
     ) -> Reader<C> {
         let block_size = block_size.max(4096);
@@ -136,6 +142,7 @@ impl<C: ObjectClient> Reader<C> {
             inflight: Mutex::new(HashMap::new()),
             block_size,
             max_window_blocks: (max_prefetch / block_size).max(1),
+            parallel_count: parallel_count.max(1) as u64,
             rt,
         }
     }
@@ -186,19 +193,36 @@ impl<C: ObjectClient> Reader<C> {
             if !sequential {
                 p.next_offset = end;
             }
+            // Read-ahead goes out in chunks that split the window over about
+            // `parallel_count` requests; it is only extended once a whole chunk (or the
+            // end of the object) is due, so requests stay large.
+            let chunk = p.window.div_ceil(self.parallel_count).clamp(1, MAX_CHUNK_BLOCKS);
             let from = p.requested_to.max(last + 1);
             let to = (last + 1 + p.window).min(nblocks);
-            p.requested_to = p.requested_to.max(to);
-            ((first..=last).collect::<Vec<u64>>(), from..to, p.permits.clone())
+            let ahead = if to >= from + chunk || (to == nblocks && to > from) {
+                p.requested_to = to;
+                from..to
+            } else {
+                from..from
+            };
+            ((first..=last).collect::<Vec<u64>>(), (ahead, chunk), p.permits.clone())
         };
+        let (ahead, chunk) = ahead;
 
+        // Missing demand blocks go out first (one request), then the read-ahead.
+        self.fetch_missing(obj, first..last + 1, last + 1 - first, &permits);
+        self.fetch_missing(obj, ahead, chunk, &permits);
         let futs: Vec<BlockFuture> = wanted
             .iter()
             .map(|&i| self.block(obj, i, &permits))
             .collect();
-        for i in ahead {
-            // Started now, awaited by later reads (or dropped into the cache).
-            drop(self.block(obj, i, &permits));
+        if let ([i], [f]) = (&wanted[..], &futs[..]) {
+            // Within one block: answer with a slice of it, no copy.
+            let data = f.clone().await?;
+            let bstart = i * bs;
+            let lo = (offset - bstart) as usize;
+            let hi = ((end - bstart) as usize).min(data.len());
+            return Ok(data.slice(lo.min(hi)..hi));
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, f) in wanted.iter().zip(futs) {
@@ -212,6 +236,91 @@ impl<C: ObjectClient> Reader<C> {
             out.extend_from_slice(&data[lo as usize..hi as usize]);
         }
         Ok(out.freeze())
+    }
+
+    fn key(obj: &ObjectVersion, index: u64) -> BlockKey {
+        BlockKey {
+            key: obj.key.clone(),
+            etag: obj.etag.clone(),
+            index,
+        }
+    }
+
+    /// Starts fetches for the blocks of `range` that are neither cached nor in flight,
+    /// one ranged GET per run of up to `chunk` consecutive missing blocks. Each block
+    /// gets its own shared future (a slice of the run's body) in the in-flight map.
+    fn fetch_missing(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        range: std::ops::Range<u64>,
+        chunk: u64,
+        permits: &Arc<Semaphore>,
+    ) {
+        let bs = self.block_size;
+        let mut inflight = self.inflight.lock();
+        let missing = |i: u64, inflight: &HashMap<BlockKey, BlockFuture>| {
+            let k = Self::key(obj, i);
+            !inflight.contains_key(&k) && self.cache.get(&k).is_none()
+        };
+        let mut i = range.start;
+        while i < range.end {
+            if !missing(i, &inflight) {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < range.end && j - i < chunk && missing(j, &inflight) {
+                j += 1;
+            }
+            let run = i..j;
+            let start = run.start * bs;
+            let end = (run.end * bs).min(obj.size);
+            let me = self.clone();
+            let o = obj.clone();
+            let permits = permits.clone();
+            let r2 = run.clone();
+            // The task takes the in-flight lock when done; it cannot finish before the
+            // entries below are inserted because this function holds that lock.
+            let task = self.rt.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let r = me.fetch(&o.key, &o.etag, start..end).await;
+                if let Ok(b) = &r {
+                    for idx in r2.clone() {
+                        let lo = ((idx - r2.start) * bs) as usize;
+                        let hi = (lo + bs as usize).min(b.len());
+                        me.cache.insert(Self::key(&o, idx), b.slice(lo..hi));
+                    }
+                }
+                let mut inflight = me.inflight.lock();
+                for idx in r2 {
+                    inflight.remove(&Self::key(&o, idx));
+                }
+                r
+            });
+            let whole: BlockFuture = async move {
+                match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(fs_err(FsErrorKind::LocalIo, format!("block fetch task: {e}"))),
+                }
+            }
+            .boxed()
+            .shared();
+            for idx in run.clone() {
+                let lo = ((idx - run.start) * bs) as usize;
+                let f: BlockFuture = whole
+                    .clone()
+                    .map(move |r| {
+                        r.map(|b| {
+                            let hi = (lo + bs as usize).min(b.len());
+                            b.slice(lo.min(hi)..hi)
+                        })
+                    })
+                    .boxed()
+                    .shared();
+                inflight.insert(Self::key(obj, idx), f);
+            }
+            i = j;
+        }
     }
 
     /// The (possibly shared, possibly cached) fetch of block `i`.
@@ -235,7 +344,7 @@ impl<C: ObjectClient> Reader<C> {
         let permits = permits.clone();
         let task = self.rt.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let r = me.fetch(&kk, start..end).await;
+            let r = me.fetch(&kk.key, &kk.etag, start..end).await;
             if let Ok(b) = &r {
                 me.cache.insert(kk.clone(), b.clone());
             }
@@ -254,23 +363,20 @@ impl<C: ObjectClient> Reader<C> {
         fut
     }
 
-    async fn fetch(&self, k: &BlockKey, range: std::ops::Range<u64>) -> Result<Bytes, FsError> {
+    async fn fetch(&self, key: &str, etag: &str, range: std::ops::Range<u64>) -> Result<Bytes, FsError> {
         let want = range.end - range.start;
-        let resp = self.client.get(&k.key, Some(range)).await?;
-        if resp.meta.etag != k.etag {
+        let resp = self.client.get(key, Some(range)).await?;
+        if resp.meta.etag != etag {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::PreconditionFailed),
-                format!(
-                    "{} changed while open (ETag {} became {})",
-                    k.key, k.etag, resp.meta.etag
-                ),
+                format!("{key} changed while open (ETag {etag} became {})", resp.meta.etag),
             ));
         }
         let body = resp.collect().await?;
         if (body.len() as u64) < want {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::Transport),
-                format!("{}: short body ({} of {} bytes)", k.key, body.len(), want),
+                format!("{key}: short body ({} of {want} bytes)", body.len()),
             ));
         }
         Ok(body)

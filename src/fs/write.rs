@@ -102,9 +102,18 @@ impl<C: ObjectClient> Writer<C> {
         }
     }
 
+    /// Budget units covering `bytes` (at most the whole budget, so one part larger than
+    /// the budget can still proceed alone).
+    fn units(&self, bytes: u64) -> u32 {
+        bytes.div_ceil(BUDGET_UNIT).min(u64::from(self.budget_units)) as u32
+    }
+
     /// Waits until `bytes` of the memory budget are free and takes them.
     async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, FsError> {
-        let units = bytes.div_ceil(BUDGET_UNIT).clamp(1, u64::from(self.budget_units)) as u32;
+        self.reserve_units(self.units(bytes).max(1)).await
+    }
+
+    async fn reserve_units(&self, units: u32) -> Result<OwnedSemaphorePermit, FsError> {
         self.budget
             .clone()
             .acquire_many_owned(units)
@@ -301,6 +310,8 @@ impl Staging {
 /// A multipart upload started by a stream.
 struct Multipart {
     key: String,
+    /// The object attributes sent with Initiate (they become the object's).
+    opts: PutOptions,
     id: UploadId,
     next_number: u32,
     tasks: JoinSet<Result<CompletedPart, CosError>>,
@@ -338,8 +349,44 @@ impl Stream {
         part_size_for(w.part_size, n)
     }
 
-    /// Appends `data` (which must start at `pos`), uploading full parts. `key`/`opts` are
-    /// used if a multipart upload has to be started.
+    /// Budget units still missing for the buffer to grow by `n` bytes.
+    fn missing_units<C: ObjectClient>(&self, w: &Writer<C>, n: usize) -> u32 {
+        let want = w.units(self.buf.len() as u64 + n as u64);
+        let have = self.permit.as_ref().map_or(0, |p| p.num_permits()) as u32;
+        want.saturating_sub(have)
+    }
+
+    fn add_permit(&mut self, p: OwnedSemaphorePermit) {
+        match &mut self.permit {
+            Some(have) => have.merge(p),
+            None => self.permit = Some(p),
+        }
+    }
+
+    /// Takes budget for `n` more buffered bytes without waiting; false if the budget is
+    /// used up. Memory is accounted by what is buffered, not by the part size, so many
+    /// small files open at once do not exhaust the budget.
+    pub fn try_grow<C: ObjectClient>(&mut self, w: &Writer<C>, n: usize) -> bool {
+        let missing = self.missing_units(w, n.min(self.room(w)));
+        if missing == 0 {
+            return true;
+        }
+        match w.budget.clone().try_acquire_many_owned(missing) {
+            Ok(p) => {
+                self.add_permit(p);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn room<C: ObjectClient>(&self, w: &Writer<C>) -> usize {
+        (self.current_part_size(w) - self.buf.len() as u64) as usize
+    }
+
+    /// Appends `data` (which must start at `pos`), uploading full parts; waits for
+    /// memory budget as the buffer grows. `key`/`opts` are used if a multipart upload
+    /// has to be started.
     pub async fn write<C: ObjectClient>(
         &mut self,
         w: &Writer<C>,
@@ -349,11 +396,17 @@ impl Stream {
     ) -> Result<(), FsError> {
         while !data.is_empty() {
             let part = self.current_part_size(w);
-            if self.permit.is_none() {
-                self.permit = Some(w.reserve(part).await?);
+            let n = self.room(w).min(data.len());
+            let missing = self.missing_units(w, n);
+            if missing > 0 {
+                let p = w.reserve_units(missing).await?;
+                self.add_permit(p);
             }
-            let room = (part - self.buf.len() as u64) as usize;
-            let n = room.min(data.len());
+            if self.buf.len() + n > 1024 * 1024 && self.buf.capacity() < part as usize {
+                // Clearly a large file: allocate the whole part once instead of
+                // re-copying the buffer at every doubling.
+                self.buf.reserve(part as usize - self.buf.len());
+            }
             self.buf.extend_from_slice(&data[..n]);
             self.pos += n as u64;
             data = &data[n..];
@@ -375,6 +428,7 @@ impl Stream {
             let id = w.client.create_multipart(key, opts).await?;
             self.upload = Some(Multipart {
                 key: key.to_string(),
+                opts: opts.clone(),
                 id,
                 next_number: 1,
                 tasks: JoinSet::new(),
@@ -403,17 +457,19 @@ impl Stream {
     }
 
     /// Uploads what was written as `key`: one PUT if no part was sent yet, else the
-    /// remaining buffer as the last part and Complete (Abort on failure).
+    /// remaining buffer as the last part and Complete (Abort on failure). Returns the
+    /// result and the attributes the object got (for a multipart upload, those given at
+    /// Initiate, which may be older than `opts`).
     pub async fn finish<C: ObjectClient>(
         mut self,
         w: &Writer<C>,
         key: &str,
         opts: &PutOptions,
-    ) -> Result<PutResult, FsError> {
+    ) -> Result<(PutResult, PutOptions), FsError> {
         let Some(mut up) = self.upload.take() else {
             let body = std::mem::take(&mut self.buf).freeze();
             let r = w.client.put(key, body, opts).await?;
-            return Ok(r);
+            return Ok((r, opts.clone()));
         };
         let r = async {
             if !self.buf.is_empty() {
@@ -432,7 +488,8 @@ impl Stream {
         }
         .await;
         up.tasks.abort_all();
-        finish(&*w.client, &up.key, &up.id, r).await
+        let r = finish(&*w.client, &up.key, &up.id, r).await?;
+        Ok((r, up.opts))
     }
 
     /// Drops the stream, aborting a started upload (data discarded on purpose).

@@ -169,6 +169,35 @@ impl<C: ObjectClient> CosFuse<C> {
     }
 }
 
+/// Replies that can carry an error (for the xattr refusals).
+trait ErrorReply {
+    fn fail(self, e: Errno);
+}
+
+impl ErrorReply for ReplyEmpty {
+    fn fail(self, e: Errno) {
+        self.error(e)
+    }
+}
+
+impl ErrorReply for ReplyXattr {
+    fn fail(self, e: Errno) {
+        self.error(e)
+    }
+}
+
+impl<C: ObjectClient> CosFuse<C> {
+    /// Extended attributes are refused (ENOTSUP, see `CosFs::xattr_unsupported`). The
+    /// wire answer is ENOSYS on purpose: the kernel then returns EOPNOTSUPP (= ENOTSUP)
+    /// to the caller itself and stops sending xattr requests for this mount, so `ls -l`
+    /// does not pay a round trip per file for security.* lookups.
+    fn refuse_xattr(&self, reply: impl ErrorReply) {
+        let e = self.fs.xattr_unsupported();
+        debug_assert_eq!(errno_of(&e), libc::ENOTSUP);
+        reply.fail(Errno::ENOSYS);
+    }
+}
+
 fn name_str(name: &OsStr) -> Result<&str, Errno> {
     // Object keys are UTF-8; other names cannot be stored.
     name.to_str().ok_or(Errno::EINVAL)
@@ -467,19 +496,19 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+        self.refuse_xattr(reply);
     }
 
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+        self.refuse_xattr(reply);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+        self.refuse_xattr(reply);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::from_i32(errno_of(&self.fs.xattr_unsupported())));
+        self.refuse_xattr(reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -530,6 +559,25 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
     }
 }
 
+/// Kernel read-ahead for this mount, in KiB. FUSE negotiates at most the kernel's
+/// default (128 KiB) at init, which splits sequential reads into many small requests;
+/// the mount's BDI setting can be raised afterwards (root only; best effort).
+const READ_AHEAD_KB: u32 = 1024;
+
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = md.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
+        Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "raised kernel read-ahead"),
+        Err(e) => tracing::debug!(path, error = %e, "kernel read-ahead left at its default"),
+    }
+}
+
 /// Mounts `fs` (the mount is live when `Session::new` returns), calls `on_ready`, serves
 /// until the mount is unmounted (umount, fusermount -u) or SIGTERM/SIGINT arrive (which
 /// unmount), then flushes pending uploads. Err if mounting failed or the final flush did.
@@ -564,7 +612,9 @@ pub fn serve<C: ObjectClient>(
     cfg.clone_fd = threads > 1 && cfg!(target_os = "linux");
     let adapter = CosFuse::new(fs.clone(), rt.clone());
     let mut session = Session::new(adapter, &opts.mountpoint, &cfg)?;
+    raise_readahead(&opts.mountpoint);
     let mut unmounter = session.unmount_callable();
+    let fs_sig = fs.clone();
     let signals = rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -576,7 +626,12 @@ pub fn serve<C: ObjectClient>(
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = which, "unmounting");
+        // Upload what is pending first: a busy mount is only detached lazily and may be
+        // served a while longer, but acknowledged data must reach the bucket now.
+        tracing::info!(signal = which, "flushing pending uploads, then unmounting");
+        if let Err(e) = fs_sig.flush_all().await {
+            tracing::error!(error = %e, "pending uploads failed");
+        }
         let r = tokio::task::spawn_blocking(move || unmounter.unmount()).await;
         match r {
             Ok(Ok(())) => {}

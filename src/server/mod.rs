@@ -96,7 +96,9 @@ impl std::fmt::Debug for ServerCredential {
 }
 
 /// Injected faults and network shaping. `ops` holds `CosOp::name()` values (empty = all
-/// operations); latency and bandwidth apply to every request.
+/// operations); latency and bandwidth apply to every request (the bandwidth cap paces
+/// each response body and each uploaded body; HTTP/1 runs one request at a time per
+/// connection, so that is a per-connection cap).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultConfig {

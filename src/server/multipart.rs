@@ -138,7 +138,7 @@ pub async fn upload_part(state: &Arc<State>, req: Req) -> HandlerResult {
     let st = state.clone();
     let id = upload_id.clone();
     let w = blocking(move || st.store.part_writer(&id, key.as_deref().zip(iv))).await?;
-    let w = receive_body(req.body, w).await?;
+    let w = receive_body(req.body, w, state.faults.bandwidth()).await?;
     let done = blocking(move || w.finish()).await?;
     if want_md5.is_some_and(|m| m != done.md5) {
         let _ = std::fs::remove_file(state.store.part_path(&upload_id, &done.name));

@@ -204,8 +204,13 @@ pub fn declared_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
 type InflightWrite = Option<tokio::task::JoinHandle<io::Result<(BlobWriter, Vec<u8>)>>>;
 
 /// Receives a request body into `w`, writing on the blocking pool while the next chunk
-/// arrives (double buffering).
-pub async fn receive_body(mut body: Incoming, w: BlobWriter) -> Result<BlobWriter, ApiError> {
+/// arrives (double buffering). `rate` caps the upload speed (bytes per second).
+pub async fn receive_body(
+    mut body: Incoming,
+    w: BlobWriter,
+    rate: Option<u64>,
+) -> Result<BlobWriter, ApiError> {
+    let started = std::time::Instant::now();
     let mut writer = Some(w);
     let mut inflight: InflightWrite = None;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
@@ -248,6 +253,11 @@ pub async fn receive_body(mut body: Incoming, w: BlobWriter) -> Result<BlobWrite
             ));
         }
         buf.extend_from_slice(&data);
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            // Pace the upload: don't read on before the average rate allows it.
+            let due = started + std::time::Duration::from_secs_f64(total as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
         if buf.len() >= CHUNK {
             let spare = settle(&mut inflight, &mut writer).await?;
             let mut w = writer
@@ -499,7 +509,7 @@ pub async fn put_object(state: &Arc<State>, req: Req) -> HandlerResult {
     let st = state.clone();
     let kc = key.clone();
     let w = blocking(move || st.store.object_writer(kc.as_deref().zip(iv))).await?;
-    let w = receive_body(req.body, w).await?;
+    let w = receive_body(req.body, w, state.faults.bandwidth()).await?;
     let done = blocking(move || w.finish()).await?;
     if want_md5.is_some_and(|m| m != done.md5) {
         let _ = std::fs::remove_file(state.store.blob_path(&done.name));

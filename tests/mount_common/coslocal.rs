@@ -202,8 +202,7 @@ impl Coslocal {
         (status, body)
     }
 
-    /// The SSE-C-free path of an object in coslocal's data dir is not part of its
-    /// contract; tests look at objects through the SDK or the request log instead.
+    /// The PID of the coslocal process.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

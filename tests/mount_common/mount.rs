@@ -105,14 +105,10 @@ pub fn find_daemon_pid(mountpoint: &Path) -> Option<u32> {
             .split(|&b| b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let is_cosmount = args
-            .first()
-            .is_some_and(|a| a.ends_with("cosmount") || a.contains("mount.fuse"));
+        // The daemon itself, not a mount(8)/mount.fuse3 wrapper that names the same path.
+        let is_cosmount = args.first().is_some_and(|a| a.ends_with("cosmount"));
         if is_cosmount && args.iter().any(|a| a == &mp) {
-            // Prefer the real daemon over a mount helper wrapper.
-            if args.first().is_some_and(|a| a.ends_with("cosmount")) {
-                return Some(pid);
-            }
+            return Some(pid);
         }
     }
     None
