@@ -123,10 +123,15 @@ echo "==> ls -l of ${NFILES} objects"
 direct populate "many/f" "$NFILES" >/dev/null
 mount_it
 BEFORE=$(requests)
+LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
 T0=$(now)
 ls -l "$MNT/many" > "$WORK/ls.out"
 T1=$(now)
 AFTER=$(requests)
+# Which operations the listing cost, from the request log.
+LS_OPS=$(tail -n +"$((LOG_BEFORE + 1))" "$WORK/requests.jsonl" | python3 -c 'import json,sys,collections
+c=collections.Counter(json.loads(l)["op"] for l in sys.stdin if l.strip())
+print(", ".join(f"{k} {v}" for k,v in c.most_common()))')
 track_peak
 LS_T=$(elapsed "$T0" "$T1")
 LS_N=$(( $(wc -l < "$WORK/ls.out") - 1 ))
@@ -154,5 +159,6 @@ mkdir -p "$ROOT/scripts/results"
     printf '%-28s %8s MiB %12s %10s %8s\n' "peak RSS (VmHWM)" "$PEAK_MIB" "" "" "$(verdict "$PEAK_MIB < 512")"
     echo
     echo "raw seconds: write mount=$W_MOUNT direct=$W_DIRECT; read mount=$R_MOUNT direct=$R_DIRECT"
+    echo "ls -l requests by operation: $LS_OPS"
 } | tee "$OUT"
 echo "saved to $OUT"

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
-const ME: Caller = Caller { uid: 1000, gid: 1000 };
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
 
 fn config(dir: &tempfile::TempDir) -> FsConfig {
     FsConfig {
@@ -27,7 +30,10 @@ fn config(dir: &tempfile::TempDir) -> FsConfig {
     }
 }
 
-fn setup_with(store: MemStore, f: impl FnOnce(&mut FsConfig)) -> (Arc<MemStore>, CosFs<MemStore>, tempfile::TempDir) {
+fn setup_with(
+    store: MemStore,
+    f: impl FnOnce(&mut FsConfig),
+) -> (Arc<MemStore>, CosFs<MemStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir);
     f(&mut cfg);
@@ -78,7 +84,10 @@ async fn lookup_maps_objects_markers_and_prefixes() {
     s.insert("implicit/a/b", "x", &[]);
     s.insert("link", "file.txt", &[("mode", "41471")]);
     let f = fs.lookup(ROOT_INO, "file.txt").await.unwrap();
-    assert_eq!((f.attr.kind, f.attr.size, f.attr.perm), (FileKind::File, 5, 0o644));
+    assert_eq!(
+        (f.attr.kind, f.attr.size, f.attr.perm),
+        (FileKind::File, 5, 0o644)
+    );
     let m = fs.lookup(ROOT_INO, "marked").await.unwrap();
     assert_eq!((m.attr.kind, m.attr.perm), (FileKind::Directory, 0o700));
     let i = fs.lookup(ROOT_INO, "implicit").await.unwrap();
@@ -137,7 +146,11 @@ async fn readdir_paginates_and_keeps_odd_names_and_offsets() {
     let d = fs.lookup(ROOT_INO, "d").await.unwrap();
     s.reset_counts();
     let fh = fs.opendir(d.attr.ino).await.unwrap();
-    assert_eq!(s.count(CosOp::ListObjects), 3, "2507 entries in pages of 1000");
+    assert_eq!(
+        s.count(CosOp::ListObjects),
+        3,
+        "2507 entries in pages of 1000"
+    );
     let mut all = Vec::new();
     let mut off = 0;
     loop {
@@ -158,7 +171,10 @@ async fn readdir_paginates_and_keeps_odd_names_and_offsets() {
         assert!(all.iter().any(|x| x == n), "{n}");
     }
     assert!(all.iter().any(|x| x == "sub"));
-    assert!(!all.iter().any(|x| x.is_empty()), "the marker is not an entry");
+    assert!(
+        !all.iter().any(|x| x.is_empty()),
+        "the marker is not an entry"
+    );
     // Offsets are stable: resuming at 10 gives the same entry as before.
     let mut tenth = None;
     fs.readdir(fh, 10, |e, _| {
@@ -173,7 +189,10 @@ async fn readdir_paginates_and_keeps_odd_names_and_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_l_of_a_big_directory_is_served_from_prefetched_attributes() {
     let (s, fs, _d) = setup_with(MemStore::default(), |c| c.listing_head_concurrency = 64);
-    let n: usize = std::env::var("LSL_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("LSL_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     for i in 0..n {
         s.insert(&format!("big/f{i:05}"), "x", &[("mode", "33152")]);
     }
@@ -195,10 +214,21 @@ async fn ls_l_of_a_big_directory_is_served_from_prefetched_attributes() {
     }
     let took = t0.elapsed();
     // Sequential HEAD+LIST per entry would take n * 10 ms = 20 s.
-    assert!(took < Duration::from_secs(n as u64 / 500 + 2), "took {took:?}");
+    assert!(
+        took < Duration::from_secs(n as u64 / 500 + 2),
+        "took {took:?}"
+    );
     eprintln!("ls -l of {n} entries at 10 ms per request: {took:?}");
-    assert_eq!(s.count(CosOp::HeadObject), n as u64, "exactly one HEAD per entry");
-    assert_eq!(s.count(CosOp::ListObjects), n.div_ceil(1000) as u64, "only the listing pages");
+    assert_eq!(
+        s.count(CosOp::HeadObject),
+        n as u64,
+        "exactly one HEAD per entry"
+    );
+    assert_eq!(
+        s.count(CosOp::ListObjects),
+        n.div_ceil(1000) as u64,
+        "only the listing pages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +259,9 @@ async fn reads_use_cache_and_a_growing_prefetch_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_object_is_never_served_from_stale_blocks() {
-    let (s, fs, _d) = setup_with(MemStore::default(), |c| c.stat_ttl = Duration::from_millis(50));
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| {
+        c.stat_ttl = Duration::from_millis(50)
+    });
     s.insert("f", "old content", &[]);
     let e = fs.lookup(ROOT_INO, "f").await.unwrap();
     let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
@@ -242,10 +274,16 @@ async fn changed_object_is_never_served_from_stale_blocks() {
     // Changed again while this handle is reading: it must not mix versions.
     s.insert("f", "third version, longer", &[]);
     let err = fs.read(fh, 0, 100).await;
-    assert!(err.is_ok(), "cached blocks of the version this handle read are still valid");
+    assert!(
+        err.is_ok(),
+        "cached blocks of the version this handle read are still valid"
+    );
     tokio::time::sleep(Duration::from_millis(60)).await;
     let fh2 = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
-    assert_eq!(&fs.read(fh2, 0, 100).await.unwrap()[..], b"third version, longer");
+    assert_eq!(
+        &fs.read(fh2, 0, 100).await.unwrap()[..],
+        b"third version, longer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,14 +303,20 @@ async fn a_handle_that_served_data_gets_estale_when_the_object_changes() {
     // A new handle that has served nothing reads the new version (one retry).
     s.insert("f", vec![3u8; 3 * 4096], &[]);
     let fh2 = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
-    assert_eq!(&fs.read(fh2, 4096, 4096).await.unwrap()[..], &[3u8; 4096][..]);
+    assert_eq!(
+        &fs.read(fh2, 4096, 4096).await.unwrap()[..],
+        &[3u8; 4096][..]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_write_streams_multipart_while_writing() {
     let (s, fs, _d) = setup();
     let body = data(3 * MIB as usize + MIB as usize / 2);
-    let (e, fh) = fs.create(ROOT_INO, "out.bin", 0o644, 0o022, libc::O_WRONLY, ME).await.unwrap();
+    let (e, fh) = fs
+        .create(ROOT_INO, "out.bin", 0o644, 0o022, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     for (i, c) in body.chunks(128 * 1024).enumerate() {
         fs.write(fh, (i * 128 * 1024) as u64, c).await.unwrap();
     }
@@ -285,7 +329,10 @@ async fn sequential_write_streams_multipart_while_writing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(s.count(CosOp::UploadPart) >= 2, "parts go out before close");
-    assert_eq!(fs.getattr(e.attr.ino).await.unwrap().size, body.len() as u64);
+    assert_eq!(
+        fs.getattr(e.attr.ino).await.unwrap().size,
+        body.len() as u64
+    );
     fs.flush(fh).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(s.count(CosOp::UploadPart), 4);
@@ -301,7 +348,10 @@ async fn sequential_write_streams_multipart_while_writing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_write_is_one_put_and_empty_file_exists_after_close() {
     let (s, fs, _d) = setup();
-    let (_, fh) = fs.create(ROOT_INO, "small", 0o600, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "small", 0o600, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     fs.write(fh, 0, b"abc").await.unwrap();
     fs.write(fh, 3, b"def").await.unwrap();
     assert_eq!(s.total_count(), 0, "nothing sent before close");
@@ -311,12 +361,18 @@ async fn small_write_is_one_put_and_empty_file_exists_after_close() {
     assert_eq!(s.count(CosOp::InitiateMultipart), 0);
     assert_eq!(&s.object("small").unwrap().data[..], b"abcdef");
     // touch: create + close.
-    let (_, fh) = fs.create(ROOT_INO, "empty", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "empty", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     fs.flush(fh).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(s.object("empty").unwrap().data.len(), 0);
     // A file of exactly one part goes as one PUT too.
-    let (_, fh) = fs.create(ROOT_INO, "one", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "one", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     fs.write(fh, 0, &data(MIB as usize)).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(s.count(CosOp::InitiateMultipart), 0);
@@ -343,11 +399,22 @@ async fn random_writes_and_overwrite_in_place_go_through_staging() {
     assert_eq!(&o.data[..], &body[..]);
     assert_eq!(o.user_meta["mode"], "33216", "metadata kept");
     // Out-of-order writes on a new file: complete what streamed, then stage.
-    let (_, fh) = fs.create(ROOT_INO, "g", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "g", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     let g = data(2 * MIB as usize + 100);
-    fs.write(fh, 0, &g[..(MIB as usize + MIB as usize / 2)]).await.unwrap();
+    fs.write(fh, 0, &g[..(MIB as usize + MIB as usize / 2)])
+        .await
+        .unwrap();
     fs.write(fh, 2 * MIB, &g[2 * MIB as usize..]).await.unwrap();
-    fs.write(fh, MIB + MIB / 2, &g[(MIB as usize + MIB as usize / 2)..2 * MIB as usize]).await.unwrap();
+    fs.write(
+        fh,
+        MIB + MIB / 2,
+        &g[(MIB as usize + MIB as usize / 2)..2 * MIB as usize],
+    )
+    .await
+    .unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("g").unwrap().data[..], &g[..]);
     assert_eq!(s.open_uploads(), 0);
@@ -358,35 +425,62 @@ async fn append_and_truncate() {
     let (s, fs, _d) = setup();
     s.insert("log", "line1\n", &[]);
     let e = fs.lookup(ROOT_INO, "log").await.unwrap();
-    let fh = fs.open(e.attr.ino, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
+    let fh = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_APPEND)
+        .await
+        .unwrap();
     fs.write(fh, 6, b"line2\n").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("log").unwrap().data[..], b"line1\nline2\n");
     // truncate(path, 3) without a handle.
     let a = fs
-        .setattr(e.attr.ino, SetAttr { size: Some(3), ..Default::default() })
+        .setattr(
+            e.attr.ino,
+            SetAttr {
+                size: Some(3),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(a.size, 3);
     assert_eq!(&s.object("log").unwrap().data[..], b"lin");
     // truncate to 0: one empty PUT.
     s.reset_counts();
-    fs.setattr(e.attr.ino, SetAttr { size: Some(0), ..Default::default() }).await.unwrap();
+    fs.setattr(
+        e.attr.ino,
+        SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(s.count(CosOp::PutObject), 1);
     assert_eq!(s.count(CosOp::GetObject), 0);
     assert_eq!(s.object("log").unwrap().data.len(), 0);
     // O_TRUNC open then write streams new content.
     s.insert("t", "old old old", &[]);
     let t = fs.lookup(ROOT_INO, "t").await.unwrap();
-    let fh = fs.open(t.attr.ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    let fh = fs
+        .open(t.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
     fs.write(fh, 0, b"new").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("t").unwrap().data[..], b"new");
     // ftruncate on an open handle extends with zeros.
     let fh = fs.open(t.attr.ino, libc::O_RDWR).await.unwrap();
-    fs.setattr(t.attr.ino, SetAttr { size: Some(5), fh: Some(fh), ..Default::default() })
-        .await
-        .unwrap();
+    fs.setattr(
+        t.attr.ino,
+        SetAttr {
+            size: Some(5),
+            fh: Some(fh),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("t").unwrap().data[..], b"new\0\0");
 }
@@ -401,39 +495,72 @@ async fn rename_files_and_directories() {
     s.insert("dir/sub/y", "Y", &[]);
     let a = fs.lookup(ROOT_INO, "a.txt").await.unwrap();
     // Onto an existing file: replaces it.
-    fs.rename(ROOT_INO, "a.txt", ROOT_INO, "b.txt", RenameMode::Replace).await.unwrap();
+    fs.rename(ROOT_INO, "a.txt", ROOT_INO, "b.txt", RenameMode::Replace)
+        .await
+        .unwrap();
     assert!(s.object("a.txt").is_none());
     let b = s.object("b.txt").unwrap();
-    assert_eq!((&b.data[..], b.user_meta["mode"].as_str()), (&b"A"[..], "33184"));
-    assert_eq!(fs.lookup(ROOT_INO, "b.txt").await.unwrap().attr.ino, a.attr.ino);
+    assert_eq!(
+        (&b.data[..], b.user_meta["mode"].as_str()),
+        (&b"A"[..], "33184")
+    );
+    assert_eq!(
+        fs.lookup(ROOT_INO, "b.txt").await.unwrap().attr.ino,
+        a.attr.ino
+    );
     assert!(fs.lookup(ROOT_INO, "a.txt").await.is_err());
     // NOREPLACE onto an existing name fails; EXCHANGE is refused.
     s.insert("c.txt", "C", &[]);
-    let e = fs.rename(ROOT_INO, "b.txt", ROOT_INO, "c.txt", RenameMode::NoReplace).await.unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, "b.txt", ROOT_INO, "c.txt", RenameMode::NoReplace)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, FsErrorKind::Exists);
-    let e = fs.rename(ROOT_INO, "b.txt", ROOT_INO, "c.txt", RenameMode::Exchange).await.unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, "b.txt", ROOT_INO, "c.txt", RenameMode::Exchange)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, FsErrorKind::InvalidArgument);
     // A directory: every object below moves.
     let d = fs.lookup(ROOT_INO, "dir").await.unwrap();
     let x = fs.lookup(d.attr.ino, "x").await.unwrap();
-    fs.rename(ROOT_INO, "dir", ROOT_INO, "moved", RenameMode::Replace).await.unwrap();
-    assert_eq!(s.keys(), ["b.txt", "c.txt", "moved/", "moved/sub/y", "moved/x"]);
+    fs.rename(ROOT_INO, "dir", ROOT_INO, "moved", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.keys(),
+        ["b.txt", "c.txt", "moved/", "moved/sub/y", "moved/x"]
+    );
     let m = fs.lookup(ROOT_INO, "moved").await.unwrap();
     assert_eq!(m.attr.ino, d.attr.ino);
-    assert_eq!(fs.lookup(m.attr.ino, "x").await.unwrap().attr.ino, x.attr.ino);
+    assert_eq!(
+        fs.lookup(m.attr.ino, "x").await.unwrap().attr.ino,
+        x.attr.ino
+    );
     // File onto directory and directory onto file.
-    let e = fs.rename(ROOT_INO, "c.txt", ROOT_INO, "moved", RenameMode::Replace).await.unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, "c.txt", ROOT_INO, "moved", RenameMode::Replace)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, FsErrorKind::IsDir);
-    let e = fs.rename(ROOT_INO, "moved", ROOT_INO, "c.txt", RenameMode::Replace).await.unwrap_err();
+    let e = fs
+        .rename(ROOT_INO, "moved", ROOT_INO, "c.txt", RenameMode::Replace)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, FsErrorKind::NotDir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_of_a_file_being_written_uploads_it_first() {
     let (s, fs, _d) = setup();
-    let (_, fh) = fs.create(ROOT_INO, "tmp", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "tmp", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     fs.write(fh, 0, b"payload").await.unwrap();
-    fs.rename(ROOT_INO, "tmp", ROOT_INO, "final", RenameMode::Replace).await.unwrap();
+    fs.rename(ROOT_INO, "tmp", ROOT_INO, "final", RenameMode::Replace)
+        .await
+        .unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("final").unwrap().data[..], b"payload");
     assert!(s.object("tmp").is_none());
@@ -467,24 +594,56 @@ async fn chmod_chown_utimens_persist_as_cosfs_metadata() {
     assert_eq!(&o.data[..], b"data");
     assert_eq!(s.count(CosOp::CopyObject), 1);
     // A fresh mount sees the same attributes.
-    let fs2 = CosFs::new(s.clone(), fs.config().clone(), tokio::runtime::Handle::current()).unwrap();
+    let fs2 = CosFs::new(
+        s.clone(),
+        fs.config().clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
     let b = fs2.lookup(ROOT_INO, "f").await.unwrap();
-    assert_eq!((b.attr.perm, b.attr.uid, b.attr.gid, b.attr.mtime), (0o640, 7, 8, t));
+    assert_eq!(
+        (b.attr.perm, b.attr.uid, b.attr.gid, b.attr.mtime),
+        (0o640, 7, 8, t)
+    );
     // chmod of a file open for writing changes the pending metadata only.
-    let (c, fh) = fs.create(ROOT_INO, "w", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
-    fs.write(fh, 0, b"1").await.unwrap();
-    s.reset_counts();
-    fs.setattr(c.attr.ino, SetAttr { mode: Some(0o600), ..Default::default() }).await.unwrap();
-    assert_eq!(s.total_count(), 0);
-    fs.release(fh).await.unwrap();
-    assert_eq!(s.object("w").unwrap().user_meta["mode"], (0o100600).to_string());
-    // Same for a multipart upload whose Initiate already carried the old attributes.
-    let (c, fh) = fs.create(ROOT_INO, "mp", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
-    fs.write(fh, 0, &data(2 * MIB as usize + 3)).await.unwrap();
-    assert_eq!(s.count(CosOp::InitiateMultipart), 1);
-    fs.setattr(c.attr.ino, SetAttr { mode: Some(0o640), mtime: Some(t), ..Default::default() })
+    let (c, fh) = fs
+        .create(ROOT_INO, "w", 0o644, 0, libc::O_WRONLY, ME)
         .await
         .unwrap();
+    fs.write(fh, 0, b"1").await.unwrap();
+    s.reset_counts();
+    fs.setattr(
+        c.attr.ino,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.total_count(), 0);
+    fs.release(fh).await.unwrap();
+    assert_eq!(
+        s.object("w").unwrap().user_meta["mode"],
+        (0o100600).to_string()
+    );
+    // Same for a multipart upload whose Initiate already carried the old attributes.
+    let (c, fh) = fs
+        .create(ROOT_INO, "mp", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, &data(2 * MIB as usize + 3)).await.unwrap();
+    assert_eq!(s.count(CosOp::InitiateMultipart), 1);
+    fs.setattr(
+        c.attr.ino,
+        SetAttr {
+            mode: Some(0o640),
+            mtime: Some(t),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     fs.release(fh).await.unwrap();
     let o = s.object("mp").unwrap();
     assert_eq!(o.user_meta["mode"], (0o100640).to_string());
@@ -493,7 +652,15 @@ async fn chmod_chown_utimens_persist_as_cosfs_metadata() {
     // chmod of an implicit directory creates its marker with the metadata.
     s.insert("imp/x", "", &[]);
     let d = fs.lookup(ROOT_INO, "imp").await.unwrap();
-    fs.setattr(d.attr.ino, SetAttr { mode: Some(0o700), ..Default::default() }).await.unwrap();
+    fs.setattr(
+        d.attr.ino,
+        SetAttr {
+            mode: Some(0o700),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let m = s.object("imp/").unwrap();
     assert_eq!(m.user_meta["mode"], (0o40700).to_string());
     assert_eq!(m.content_type.as_deref(), Some("application/x-directory"));
@@ -506,24 +673,45 @@ async fn mkdir_rmdir_unlink_symlink() {
     let m = s.object("d/").unwrap();
     assert_eq!(m.user_meta["mode"], "16877");
     assert_eq!(m.content_type.as_deref(), Some("application/x-directory"));
-    assert_eq!(fs.mkdir(ROOT_INO, "d", 0o755, 0, ME).await.unwrap_err().kind, FsErrorKind::Exists);
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", 0o755, 0, ME)
+            .await
+            .unwrap_err()
+            .kind,
+        FsErrorKind::Exists
+    );
     let l = fs.symlink(d.attr.ino, "l", "../target", ME).await.unwrap();
     assert_eq!(l.attr.kind, FileKind::Symlink);
     assert_eq!(s.object("d/l").unwrap().user_meta["mode"], "41471");
     assert_eq!(&fs.readlink(l.attr.ino).await.unwrap()[..], b"../target");
-    assert_eq!(fs.rmdir(ROOT_INO, "d").await.unwrap_err().kind, FsErrorKind::NotEmpty);
-    assert_eq!(fs.unlink(ROOT_INO, "d").await.unwrap_err().kind, FsErrorKind::IsDir);
+    assert_eq!(
+        fs.rmdir(ROOT_INO, "d").await.unwrap_err().kind,
+        FsErrorKind::NotEmpty
+    );
+    assert_eq!(
+        fs.unlink(ROOT_INO, "d").await.unwrap_err().kind,
+        FsErrorKind::IsDir
+    );
     fs.unlink(d.attr.ino, "l").await.unwrap();
     fs.rmdir(ROOT_INO, "d").await.unwrap();
     assert!(s.keys().is_empty());
     assert!(fs.lookup(ROOT_INO, "d").await.is_err());
-    assert_eq!(fs.link(1, ROOT_INO, "x").await.unwrap_err().kind, FsErrorKind::Unsupported);
     assert_eq!(
-        fs.mknod(ROOT_INO, "fifo", libc::S_IFIFO | 0o644, 0, ME).await.unwrap_err().kind,
+        fs.link(1, ROOT_INO, "x").await.unwrap_err().kind,
+        FsErrorKind::Unsupported
+    );
+    assert_eq!(
+        fs.mknod(ROOT_INO, "fifo", libc::S_IFIFO | 0o644, 0, ME)
+            .await
+            .unwrap_err()
+            .kind,
         FsErrorKind::Unsupported
     );
     let long = "n".repeat(256);
-    assert_eq!(fs.lookup(ROOT_INO, &long).await.unwrap_err().kind, FsErrorKind::NameTooLong);
+    assert_eq!(
+        fs.lookup(ROOT_INO, &long).await.unwrap_err().kind,
+        FsErrorKind::NameTooLong
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,7 +719,10 @@ async fn failed_upload_is_reported_kept_and_leaves_the_old_object() {
     let (s, fs, _d) = setup();
     s.insert("f", "original", &[]);
     let e = fs.lookup(ROOT_INO, "f").await.unwrap();
-    let fh = fs.open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    let fh = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
     fs.write(fh, 0, b"replacement").await.unwrap();
     s.fail_next(CosOp::PutObject, 1, CosErrorKind::ServerError);
     let err = fs.flush(fh).await.unwrap_err();
@@ -546,7 +737,10 @@ async fn failed_upload_is_reported_kept_and_leaves_the_old_object() {
 
     // Multipart: a part fails, the upload is aborted, the old object stays.
     let body = data(3 * MIB as usize);
-    let fh = fs.open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    let fh = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
     s.fail_next(CosOp::UploadPart, 1, CosErrorKind::Transport);
     let mut werr = None;
     for (i, c) in body.chunks(256 * 1024).enumerate() {
@@ -560,7 +754,10 @@ async fn failed_upload_is_reported_kept_and_leaves_the_old_object() {
     let _ = werr;
     assert_eq!(s.open_uploads(), 0, "aborted");
     assert_eq!(&s.object("f").unwrap().data[..], b"original");
-    assert!(fs.flush_all().await.is_err(), "flush_all reports the failed handle");
+    assert!(
+        fs.flush_all().await.is_err(),
+        "flush_all reports the failed handle"
+    );
     let _ = fs.release(fh).await;
     assert!(fs.flush_all().await.is_ok());
 }
@@ -578,7 +775,10 @@ async fn staging_keeps_its_free_space_floor() {
     fs.write(fh, 5, b"x").await.unwrap();
     fs.set_free_space_probe(Arc::new(|_| Ok(10 * MIB + 100)));
     // Growing by more than the slack fails; in-place writes still work.
-    assert_eq!(fs.write(fh, 2 * MIB, &[1u8; 200]).await.unwrap_err().kind, FsErrorKind::NoSpace);
+    assert_eq!(
+        fs.write(fh, 2 * MIB, &[1u8; 200]).await.unwrap_err().kind,
+        FsErrorKind::NoSpace
+    );
     fs.write(fh, 6, b"y").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("f").unwrap().data[5..7], b"xy");
@@ -590,21 +790,48 @@ async fn read_only_mount_refuses_every_mutation() {
     s.insert("f", "x", &[]);
     let e = fs.lookup(ROOT_INO, "f").await.unwrap();
     let ro = FsErrorKind::ReadOnly;
-    assert_eq!(fs.open(e.attr.ino, libc::O_WRONLY).await.unwrap_err().kind, ro);
-    assert_eq!(fs.create(ROOT_INO, "n", 0o644, 0, 0, ME).await.unwrap_err().kind, ro);
-    assert_eq!(fs.mkdir(ROOT_INO, "d", 0o755, 0, ME).await.unwrap_err().kind, ro);
-    assert_eq!(fs.unlink(ROOT_INO, "f").await.unwrap_err().kind, ro);
-    assert_eq!(fs.rmdir(ROOT_INO, "f").await.unwrap_err().kind, ro);
-    assert_eq!(fs.symlink(ROOT_INO, "l", "f", ME).await.unwrap_err().kind, ro);
     assert_eq!(
-        fs.rename(ROOT_INO, "f", ROOT_INO, "g", RenameMode::Replace).await.unwrap_err().kind,
+        fs.open(e.attr.ino, libc::O_WRONLY).await.unwrap_err().kind,
         ro
     );
     assert_eq!(
-        fs.setattr(e.attr.ino, SetAttr { mode: Some(0o600), ..Default::default() })
+        fs.create(ROOT_INO, "n", 0o644, 0, 0, ME)
             .await
             .unwrap_err()
             .kind,
+        ro
+    );
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", 0o755, 0, ME)
+            .await
+            .unwrap_err()
+            .kind,
+        ro
+    );
+    assert_eq!(fs.unlink(ROOT_INO, "f").await.unwrap_err().kind, ro);
+    assert_eq!(fs.rmdir(ROOT_INO, "f").await.unwrap_err().kind, ro);
+    assert_eq!(
+        fs.symlink(ROOT_INO, "l", "f", ME).await.unwrap_err().kind,
+        ro
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, "f", ROOT_INO, "g", RenameMode::Replace)
+            .await
+            .unwrap_err()
+            .kind,
+        ro
+    );
+    assert_eq!(
+        fs.setattr(
+            e.attr.ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap_err()
+        .kind,
         ro
     );
     let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
@@ -620,21 +847,45 @@ fn ssec_store() -> MemStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_multipart_copy_and_rename_all_produce_encrypted_objects() {
     let (s, fs, _d) = setup_with(ssec_store(), |_| {});
-    let (_, fh) = fs.create(ROOT_INO, "small", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "small", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     fs.write(fh, 0, b"secret").await.unwrap();
     fs.release(fh).await.unwrap();
-    let (_, fh) = fs.create(ROOT_INO, "large", 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "large", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
     let big = data(2 * MIB as usize + 7);
     fs.write(fh, 0, &big).await.unwrap();
     fs.release(fh).await.unwrap();
-    fs.rename(ROOT_INO, "small", ROOT_INO, "renamed", RenameMode::Replace).await.unwrap();
+    fs.rename(ROOT_INO, "small", ROOT_INO, "renamed", RenameMode::Replace)
+        .await
+        .unwrap();
     let l = fs.lookup(ROOT_INO, "large").await.unwrap();
-    fs.setattr(l.attr.ino, SetAttr { mode: Some(0o600), ..Default::default() }).await.unwrap();
+    fs.setattr(
+        l.attr.ino,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     for k in ["renamed", "large"] {
         let o = s.object(k).unwrap();
-        assert!(o.sse_headers.contains(&H_SSEC_KEY), "{k}: {:?}", o.sse_headers);
+        assert!(
+            o.sse_headers.contains(&H_SSEC_KEY),
+            "{k}: {:?}",
+            o.sse_headers
+        );
     }
-    assert!(s.object("renamed").unwrap().sse_headers.contains(&H_SRC_SSEC_KEY));
+    assert!(s
+        .object("renamed")
+        .unwrap()
+        .sse_headers
+        .contains(&H_SRC_SSEC_KEY));
     let fh = fs.open(l.attr.ino, libc::O_RDONLY).await.unwrap();
     assert_eq!(read_all(&fs, fh, big.len() as u64, 1 << 20).await, big);
 }
@@ -645,21 +896,40 @@ async fn objects_no_key_opens_fail_with_the_sse_kind() {
     s.insert("plain", "p", &[]);
     // Another client (a different key) wrote this object.
     let other_key = CustomerKey::parse(b"0123456789abcdef0123456789abcdef").unwrap();
-    let other = MemStore::new(SsePolicy::new(SseMode::Customer { keys: vec![other_key] }, true).unwrap());
+    let other = MemStore::new(
+        SsePolicy::new(
+            SseMode::Customer {
+                keys: vec![other_key],
+            },
+            true,
+        )
+        .unwrap(),
+    );
     use cosmount::cos::ObjectClient;
-    other.put("enc", Bytes::from_static(b"x"), &Default::default()).await.unwrap();
+    other
+        .put("enc", Bytes::from_static(b"x"), &Default::default())
+        .await
+        .unwrap();
     s.insert_object("enc", other.object("enc").unwrap());
     assert!(fs.lookup(ROOT_INO, "plain").await.is_ok());
     let e = fs.lookup(ROOT_INO, "enc").await.unwrap_err();
     assert_eq!(e.kind, FsErrorKind::Cos(CosErrorKind::SseKeyRejected));
     assert_eq!(cosmount::fuse::errno_of(&e), libc::EIO);
-    assert!(e.message.contains("enc"), "the error names the object: {}", e.message);
+    assert!(
+        e.message.contains("enc"),
+        "the error names the object: {}",
+        e.message
+    );
 }
 
 #[test]
 fn write_budget_blocks_instead_of_growing_memory() {
     // Two writers with a budget of one part each still finish (they take turns).
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (s, fs, _d) = setup_with(MemStore::default(), |c| c.memory_budget = 4 * MIB);
         let body = data(5 * MIB as usize);
@@ -668,7 +938,10 @@ fn write_budget_blocks_instead_of_growing_memory() {
             let fs = fs.clone();
             let body = body.clone();
             hs.push(tokio::spawn(async move {
-                let (_, fh) = fs.create(ROOT_INO, name, 0o644, 0, libc::O_WRONLY, ME).await.unwrap();
+                let (_, fh) = fs
+                    .create(ROOT_INO, name, 0o644, 0, libc::O_WRONLY, ME)
+                    .await
+                    .unwrap();
                 for (i, c) in body.chunks(128 * 1024).enumerate() {
                     fs.write(fh, (i * 128 * 1024) as u64, c).await.unwrap();
                 }
@@ -676,7 +949,10 @@ fn write_budget_blocks_instead_of_growing_memory() {
             }));
         }
         for h in hs {
-            tokio::time::timeout(Duration::from_secs(20), h).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(20), h)
+                .await
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(&s.object("w1").unwrap().data[..], &body[..]);
         assert_eq!(&s.object("w2").unwrap().data[..], &body[..]);
@@ -695,7 +971,8 @@ async fn many_open_files_beyond_the_memory_budget_spill_instead_of_hanging() {
             .await
             .unwrap();
         let w = tokio::time::timeout(Duration::from_secs(5), fs.write(fh, 0, &body)).await;
-        w.expect("write must not wait for budget held by idle handles").unwrap();
+        w.expect("write must not wait for budget held by idle handles")
+            .unwrap();
         fhs.push(fh);
     }
     for fh in fhs {

@@ -69,9 +69,13 @@ fn mount_and_use_with_std_fs() {
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
-        serve(fs, &opts, Box::new(move || {
-            let _ = tx.send(());
-        }))
+        serve(
+            fs,
+            &opts,
+            Box::new(move || {
+                let _ = tx.send(());
+            }),
+        )
     });
     if rx.recv_timeout(Duration::from_secs(10)).is_err() {
         let r = server.join();
@@ -79,6 +83,21 @@ fn mount_and_use_with_std_fs() {
         return;
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // serve() raised the kernel read-ahead of the mount (root only).
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let mp = mnt.to_str().unwrap();
+            let dev = info
+                .lines()
+                .map(|l| l.split(' ').collect::<Vec<_>>())
+                .find(|f| f.get(4) == Some(&mp))
+                .map(|f| f[2].to_string())
+                .unwrap();
+            let ra =
+                std::fs::read_to_string(format!("/sys/class/bdi/{dev}/read_ahead_kb")).unwrap();
+            assert_eq!(ra.trim(), "1024");
+        }
         // Read an existing object.
         assert_eq!(
             std::fs::read_to_string(mnt.join("existing.txt")).unwrap(),
@@ -113,7 +132,10 @@ fn mount_and_use_with_std_fs() {
         f.write_all(b"!").unwrap();
         f.sync_all().unwrap();
         drop(f);
-        assert_eq!(&store.object("existing.txt").unwrap().data[..], b"HELLO from the bucket!");
+        assert_eq!(
+            &store.object("existing.txt").unwrap().data[..],
+            b"HELLO from the bucket!"
+        );
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(mnt.join("existing.txt"))
@@ -131,12 +153,22 @@ fn mount_and_use_with_std_fs() {
         assert!(store.object("d2/").is_some());
         std::fs::rename(mnt.join("new.bin"), mnt.join("d2/moved.bin")).unwrap();
         assert!(store.object("new.bin").is_none());
-        std::fs::set_permissions(mnt.join("d2/moved.bin"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(store.object("d2/moved.bin").unwrap().user_meta["mode"], (0o100600).to_string());
+        std::fs::set_permissions(
+            mnt.join("d2/moved.bin"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_eq!(
+            store.object("d2/moved.bin").unwrap().user_meta["mode"],
+            (0o100600).to_string()
+        );
         let m = std::fs::metadata(mnt.join("d2/moved.bin")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o600);
         std::os::unix::fs::symlink("d2/moved.bin", mnt.join("ln")).unwrap();
-        assert_eq!(std::fs::read_link(mnt.join("ln")).unwrap(), Path::new("d2/moved.bin"));
+        assert_eq!(
+            std::fs::read_link(mnt.join("ln")).unwrap(),
+            Path::new("d2/moved.bin")
+        );
         assert_eq!(std::fs::read(mnt.join("ln")).unwrap().len(), body.len());
         let e = std::fs::remove_dir(mnt.join("d2")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
@@ -149,13 +181,28 @@ fn mount_and_use_with_std_fs() {
         let e = std::fs::metadata(mnt.join("nope")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         // xattrs are refused with ENOTSUP.
-        let path = std::ffi::CString::new(mnt.join("existing.txt").into_os_string().into_encoded_bytes()).unwrap();
+        let path = std::ffi::CString::new(
+            mnt.join("existing.txt")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
         let name = std::ffi::CString::new("user.test").unwrap();
         let mut buf = [0u8; 16];
         // SAFETY: valid C strings and buffer.
-        let r = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let r = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         assert_eq!(r, -1);
-        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOTSUP));
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTSUP)
+        );
         // A sequential read through the kernel fetches each byte once, in large requests.
         let big: Vec<u8> = (0..32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         store.insert("big.bin", big.clone(), &[]);

@@ -5,7 +5,7 @@
 
 mod mount_common;
 
-use mount_common::mount::{find_daemon_pid, is_mounted};
+use mount_common::mount::{answers, find_daemon_pid, is_mounted};
 use mount_common::{write_private, Harness, MountOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,6 +26,25 @@ impl Drop for Unmounter {
         if is_mounted(&self.0) {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
+    }
+}
+
+/// Fails fast (killing the daemon so nothing stays blocked) when a mount made outside the
+/// harness is listed but does not answer.
+fn assert_answers(h: &Harness, mnt: &Path) {
+    let pid = find_daemon_pid(mnt);
+    if let Some(pid) = pid {
+        h.pids.lock().unwrap().push(pid);
+    }
+    if !answers(mnt, Duration::from_secs(20)) {
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) on the daemon this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        panic!(
+            "{} is mounted but does not answer stat within 20 s",
+            mnt.display()
+        );
     }
 }
 
@@ -241,9 +260,7 @@ fn mount_dash_t_fuse_cosmount() {
         is_mounted(&mnt),
         "mount(8) returned 0 but nothing is mounted"
     );
-    if let Some(pid) = find_daemon_pid(&mnt) {
-        h.pids.lock().unwrap().push(pid);
-    }
+    assert_answers(&h, &mnt);
     std::fs::write(mnt.join("via-mount8.txt"), b"ok").unwrap();
     assert_eq!(std::fs::read(mnt.join("via-mount8.txt")).unwrap(), b"ok");
     let st = Command::new("umount").arg(&mnt).status().unwrap();
@@ -286,9 +303,7 @@ fn fstab_line_mounts_with_bare_environment() {
         mnt.display()
     );
     assert!(is_mounted(&mnt));
-    if let Some(pid) = find_daemon_pid(&mnt) {
-        h.pids.lock().unwrap().push(pid);
-    }
+    assert_answers(&h, &mnt);
     std::fs::write(mnt.join("via-fstab.txt"), b"fstab").unwrap();
     assert_eq!(std::fs::read(mnt.join("via-fstab.txt")).unwrap(), b"fstab");
     let st = Command::new("umount").arg(&mnt).status().unwrap();

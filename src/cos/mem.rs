@@ -173,7 +173,12 @@ impl MemStore {
 
     /// What an object created now is encrypted with, and which headers its request had.
     fn create_sse(&self, op: CosOp, read: ReadKey) -> (Vec<&'static str>, ReadKey, Encryption) {
-        let names = self.sse.headers_for(op, read).iter().map(|h| h.name).collect();
+        let names = self
+            .sse
+            .headers_for(op, read)
+            .iter()
+            .map(|h| h.name)
+            .collect();
         match self.sse.mode() {
             SseMode::None => (names, ReadKey::Plain, Encryption::None),
             SseMode::CosManaged => (names, ReadKey::Plain, Encryption::CosManaged),
@@ -267,7 +272,14 @@ impl MemStore {
 }
 
 fn err(op: CosOp, key: &str, status: u16, code: &str) -> CosError {
-    CosError::from_response(op, key, status, Some(code.to_string()), code.to_string(), None)
+    CosError::from_response(
+        op,
+        key,
+        status,
+        Some(code.to_string()),
+        code.to_string(),
+        None,
+    )
 }
 
 fn hex(b: &[u8]) -> String {
@@ -337,9 +349,10 @@ impl ObjectClient for MemStore {
                 break;
             }
             let rest = &k[prefix.len()..];
-            let rolled = delimiter
-                .filter(|d| !d.is_empty())
-                .and_then(|d| rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()])));
+            let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                rest.find(d)
+                    .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+            });
             if let Some(cp) = rolled {
                 // A common prefix at or before the marker was returned on an earlier page.
                 if start.starts_with(cp.as_str()) || page.common_prefixes.last() == Some(&cp) {
@@ -678,12 +691,27 @@ mod tests {
     fn complete_enforces_part_rules() {
         let s = MemStore::default();
         rt().block_on(async {
-            let id = s.create_multipart("k", &PutOptions::default()).await.unwrap();
-            let p1 = s.upload_part("k", &id, 1, Bytes::from(vec![1u8; 10])).await.unwrap();
-            let p2 = s.upload_part("k", &id, 2, Bytes::from(vec![2u8; 10])).await.unwrap();
-            let e = s.complete_multipart("k", &id, &[p1.clone(), p2.clone()]).await.unwrap_err();
+            let id = s
+                .create_multipart("k", &PutOptions::default())
+                .await
+                .unwrap();
+            let p1 = s
+                .upload_part("k", &id, 1, Bytes::from(vec![1u8; 10]))
+                .await
+                .unwrap();
+            let p2 = s
+                .upload_part("k", &id, 2, Bytes::from(vec![2u8; 10]))
+                .await
+                .unwrap();
+            let e = s
+                .complete_multipart("k", &id, &[p1.clone(), p2.clone()])
+                .await
+                .unwrap_err();
             assert_eq!(e.code.as_deref(), Some("EntityTooSmall"));
-            let e = s.complete_multipart("k", &id, &[p2.clone(), p1.clone()]).await.unwrap_err();
+            let e = s
+                .complete_multipart("k", &id, &[p2.clone(), p1.clone()])
+                .await
+                .unwrap_err();
             assert_eq!(e.code.as_deref(), Some("InvalidPartOrder"));
             let p1 = s
                 .upload_part("k", &id, 1, Bytes::from(vec![1u8; MIN_PART_SIZE as usize]))
@@ -701,7 +729,10 @@ mod tests {
         s.insert("k", "v", &[]);
         s.fail_next(CosOp::HeadObject, 1, CosErrorKind::ServerError);
         rt().block_on(async {
-            assert_eq!(s.head("k").await.unwrap_err().kind, CosErrorKind::ServerError);
+            assert_eq!(
+                s.head("k").await.unwrap_err().kind,
+                CosErrorKind::ServerError
+            );
             assert!(s.head("k").await.is_ok());
             assert_eq!(s.count(CosOp::HeadObject), 2);
         });
@@ -714,17 +745,25 @@ mod tests {
         let pol = SsePolicy::new(SseMode::Customer { keys: vec![k] }, true).unwrap();
         let s = MemStore::new(pol);
         rt().block_on(async {
-            s.put("k", Bytes::from_static(b"hi"), &PutOptions::default()).await.unwrap();
+            s.put("k", Bytes::from_static(b"hi"), &PutOptions::default())
+                .await
+                .unwrap();
             let o = s.object("k").unwrap();
             assert_eq!(o.read_key, ReadKey::Customer(0));
             assert!(o.sse_headers.contains(&crate::cos::sse::H_SSEC_KEY));
-            s.copy("k", "k2", None, &MetadataDirective::Copy).await.unwrap();
+            s.copy("k", "k2", None, &MetadataDirective::Copy)
+                .await
+                .unwrap();
             let o2 = s.object("k2").unwrap();
             assert!(o2.sse_headers.contains(&crate::cos::sse::H_SRC_SSEC_KEY));
         });
         // A client without the key cannot read it.
         let other = MemStore::default();
-        other.state.lock().objects.insert("k".into(), s.object("k").unwrap());
+        other
+            .state
+            .lock()
+            .objects
+            .insert("k".into(), s.object("k").unwrap());
         let e = rt().block_on(other.head("k")).unwrap_err();
         assert_eq!(e.kind, CosErrorKind::SseKeyRejected);
     }

@@ -105,7 +105,12 @@ pub fn meta_from(
         .unwrap_or(d.gid);
     let mtime = user_meta
         .get("mtime")
-        .and_then(|v| v.trim().split('.').next().and_then(|s| s.parse::<u64>().ok()))
+        .and_then(|v| {
+            v.trim()
+                .split('.')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+        })
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
         .unwrap_or(last_modified);
     MetaAttrs {
@@ -184,7 +189,10 @@ mod tests {
     };
 
     fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -196,7 +204,13 @@ mod tests {
         let a = meta_from(&m(&[("mode", "41471")]), None, "l", UNIX_EPOCH, &D);
         assert_eq!((a.kind, a.perm), (FileKind::Symlink, 0o777));
         // Permission bits only: the type comes from the content type / key.
-        let a = meta_from(&m(&[("mode", "493")]), Some(DIR_CONTENT_TYPE), "d", UNIX_EPOCH, &D);
+        let a = meta_from(
+            &m(&[("mode", "493")]),
+            Some(DIR_CONTENT_TYPE),
+            "d",
+            UNIX_EPOCH,
+            &D,
+        );
         assert_eq!((a.kind, a.perm), (FileKind::Directory, 0o755));
     }
 
@@ -207,7 +221,13 @@ mod tests {
         assert_eq!((a.perm, a.uid, a.gid, a.mtime), (0o644, 1000, 100, lm));
         let a = meta_from(&m(&[]), None, "d/", lm, &D);
         assert_eq!(a.perm, 0o755);
-        let a = meta_from(&m(&[("uid", "5"), ("gid", "6"), ("mtime", "1234")]), None, "f", lm, &D);
+        let a = meta_from(
+            &m(&[("uid", "5"), ("gid", "6"), ("mtime", "1234")]),
+            None,
+            "f",
+            lm,
+            &D,
+        );
         assert_eq!((a.uid, a.gid), (5, 6));
         assert_eq!(a.mtime, UNIX_EPOCH + Duration::from_secs(1234));
     }

@@ -276,7 +276,8 @@ impl InodeTable {
             n.parent = new_parent;
             n.name = new_name.to_string();
         }
-        self.children.insert((new_parent, new_name.to_string()), ino);
+        self.children
+            .insert((new_parent, new_name.to_string()), ino);
     }
 
     /// The kernel took one more reference (an entry reply was sent).

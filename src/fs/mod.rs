@@ -3,13 +3,28 @@
 //! `crate::fuse` turns results into replies and kinds into errno values), so all of it
 //! runs in tests against `MemStore` without a kernel.
 //!
-//! Namespace: the mount prefix plus the path is the object key; directories are `dir/`
-//! marker objects or mere prefixes. Metadata follows the cosfs conventions (`attr`).
-//! Caching: attributes for `stat_ttl`, missing names for `negative_ttl` (`inode`); data
-//! blocks in an LRU keyed by ETag (`read`). Writes stream or stage (`write`); each open
-//! file has a real handle; uploads complete at flush/fsync/release and their failures are
-//! reported there and kept. Directory renames copy and delete object by object and are
-//! not atomic. Hard links, special files and xattrs are refused (Unsupported).
+//! Semantics (what a program on the mount can rely on):
+//! - Namespace: mount prefix + path = object key. Directories are `dir/` marker objects
+//!   (`application/x-directory`, written by mkdir) or mere prefixes of other keys. When
+//!   both `name` and `name/…` exist, the directory wins and the object is hidden.
+//! - Metadata: cosfs conventions (`attr`): `x-cos-meta-mode/uid/gid/mtime`, written with
+//!   every object; chmod/chown/utimens rewrite them with a self-copy (or, on a file open
+//!   for writing, ride along with its upload). atime and ctime are not stored.
+//! - Caching: attributes and names are trusted for `stat_ttl`, missing names for
+//!   `negative_ttl`; changes by other clients show up after that. Data blocks are cached
+//!   by ETag, so a changed object is never served from old blocks; a handle that already
+//!   returned data of one version gets ESTALE rather than a mix of two versions.
+//! - Writes: a new or truncated file written sequentially streams out as a multipart
+//!   upload (one PUT if it stays below one part); anything else is edited in a local
+//!   staging file. Data is uploaded at flush (close), fsync and release, and on unmount;
+//!   close/fsync return the upload's error, which sticks to the handle. A failed upload
+//!   never replaces the previous object. A file being written is visible on this mount at
+//!   once but in the bucket only after its upload; unlinking it discards the data.
+//! - Rename: files are copied and deleted; directories object by object, NOT atomically
+//!   (a failure part-way leaves objects in both places, none lost). RENAME_EXCHANGE is
+//!   refused (EINVAL); RENAME_NOREPLACE is honoured.
+//! - Refused: hard links, device/FIFO/socket nodes and extended attributes (ENOTSUP);
+//!   every change on a read-only mount (EROFS).
 
 pub mod attr;
 pub mod config;
@@ -165,10 +180,16 @@ impl<C: ObjectClient> Clone for CosFs<C> {
 
 fn check_name(name: &str) -> Result<(), FsError> {
     if name.len() > NAME_MAX {
-        return Err(fs_err(FsErrorKind::NameTooLong, format!("name of {} bytes", name.len())));
+        return Err(fs_err(
+            FsErrorKind::NameTooLong,
+            format!("name of {} bytes", name.len()),
+        ));
     }
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(fs_err(FsErrorKind::InvalidArgument, format!("bad name {name:?}")));
+        return Err(fs_err(
+            FsErrorKind::InvalidArgument,
+            format!("bad name {name:?}"),
+        ));
     }
     Ok(())
 }
@@ -176,7 +197,10 @@ fn check_name(name: &str) -> Result<(), FsError> {
 fn check_key(key: &str) -> Result<(), FsError> {
     // A directory key carries one more byte (the trailing slash).
     if key.len() + 1 > KEY_MAX {
-        return Err(fs_err(FsErrorKind::NameTooLong, format!("key of {} bytes", key.len())));
+        return Err(fs_err(
+            FsErrorKind::NameTooLong,
+            format!("key of {} bytes", key.len()),
+        ));
     }
     Ok(())
 }
@@ -187,7 +211,11 @@ fn not_found(what: impl Into<String>) -> FsError {
 
 impl<C: ObjectClient> CosFs<C> {
     /// A filesystem over `client`. `rt` runs background work (prefetch, part uploads).
-    pub fn new(client: Arc<C>, config: FsConfig, rt: tokio::runtime::Handle) -> std::io::Result<Self> {
+    pub fn new(
+        client: Arc<C>,
+        config: FsConfig,
+        rt: tokio::runtime::Handle,
+    ) -> std::io::Result<Self> {
         if !config.prefix.is_empty() && !config.prefix.ends_with('/') {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -328,7 +356,9 @@ impl<C: ObjectClient> CosFs<C> {
         check_name(name)?;
         let key = {
             let t = self.inner.table.lock();
-            let p = t.get(parent).ok_or_else(|| not_found(format!("inode {parent}")))?;
+            let p = t
+                .get(parent)
+                .ok_or_else(|| not_found(format!("inode {parent}")))?;
             if p.meta.kind != FileKind::Directory {
                 return Err(fs_err(FsErrorKind::NotDir, format!("inode {parent}")));
             }
@@ -403,7 +433,11 @@ impl<C: ObjectClient> CosFs<C> {
                 let meta = attr::meta_from_object(&m, &self.inner.defaults);
                 Ok(Some(Found {
                     meta,
-                    size: if meta.kind == FileKind::Directory { 0 } else { m.size },
+                    size: if meta.kind == FileKind::Directory {
+                        0
+                    } else {
+                        m.size
+                    },
                     etag: Some(m.etag),
                     content_type: m.content_type,
                     user_meta: m.user_meta,
@@ -789,7 +823,9 @@ impl<C: ObjectClient> CosFs<C> {
         let (entry, ino) = {
             let mut t = self.inner.table.lock();
             // A new file replaces whatever the name meant before.
-            if t.child(parent, name).is_some_and(|n| n.meta.kind != FileKind::File) {
+            if t.child(parent, name)
+                .is_some_and(|n| n.meta.kind != FileKind::File)
+            {
                 t.detach(parent, name);
             }
             let ino = t.upsert(parent, name, f.clone(), Instant::now());
@@ -821,7 +857,10 @@ impl<C: ObjectClient> CosFs<C> {
         self.ro()?;
         let t = mode & attr::S_IFMT;
         if t != 0 && t != attr::S_IFREG {
-            return Err(fs_err(FsErrorKind::Unsupported, "only regular files can be created"));
+            return Err(fs_err(
+                FsErrorKind::Unsupported,
+                "only regular files can be created",
+            ));
         }
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
@@ -907,9 +946,17 @@ impl<C: ObjectClient> CosFs<C> {
     }
 
     /// Hard links are refused: COS has no way to share one object under two keys.
-    pub async fn link(&self, _ino: u64, _new_parent: u64, _new_name: &str) -> Result<Entry, FsError> {
+    pub async fn link(
+        &self,
+        _ino: u64,
+        _new_parent: u64,
+        _new_name: &str,
+    ) -> Result<Entry, FsError> {
         self.ro()?;
-        Err(fs_err(FsErrorKind::Unsupported, "hard links are not supported"))
+        Err(fs_err(
+            FsErrorKind::Unsupported,
+            "hard links are not supported",
+        ))
     }
 
     // ----- rename -------------------------------------------------------------------
@@ -928,7 +975,10 @@ impl<C: ObjectClient> CosFs<C> {
     ) -> Result<(), FsError> {
         self.ro()?;
         if mode == RenameMode::Exchange {
-            return Err(fs_err(FsErrorKind::InvalidArgument, "RENAME_EXCHANGE is not supported"));
+            return Err(fs_err(
+                FsErrorKind::InvalidArgument,
+                "RENAME_EXCHANGE is not supported",
+            ));
         }
         let src = self.resolve(parent, name).await?;
         let dst_key_base = self.child_key(new_parent, new_name)?;
@@ -956,7 +1006,14 @@ impl<C: ObjectClient> CosFs<C> {
                 }
             }
             let size = self.node(src.ino)?.size;
-            let r = c.copy(&src_key, &dst_key_base, Some(size), &MetadataDirective::Copy).await?;
+            let r = c
+                .copy(
+                    &src_key,
+                    &dst_key_base,
+                    Some(size),
+                    &MetadataDirective::Copy,
+                )
+                .await?;
             c.delete(&src_key).await?;
             let mut t = self.inner.table.lock();
             t.rename(parent, name, new_parent, new_name);
@@ -969,7 +1026,10 @@ impl<C: ObjectClient> CosFs<C> {
         // Directory.
         let dst_prefix = format!("{dst_key_base}/");
         if dst_prefix.starts_with(&src_key) {
-            return Err(fs_err(FsErrorKind::InvalidArgument, "cannot move a directory into itself"));
+            return Err(fs_err(
+                FsErrorKind::InvalidArgument,
+                "cannot move a directory into itself",
+            ));
         }
         if let Some(d) = &dst {
             if d.meta.kind != FileKind::Directory {
@@ -1197,7 +1257,10 @@ impl<C: ObjectClient> CosFs<C> {
         self.ro()?;
         let h = self.handle(fh)?;
         if !h.writable {
-            return Err(fs_err(FsErrorKind::BadHandle, "handle not open for writing"));
+            return Err(fs_err(
+                FsErrorKind::BadHandle,
+                "handle not open for writing",
+            ));
         }
         let mut st = h.state.lock().await;
         if let WriteState::Failed(e) = &*st {
@@ -1214,7 +1277,8 @@ impl<C: ObjectClient> CosFs<C> {
         if let WriteState::Stream(s) = &mut *st {
             // Out of order: stage. Out of memory before any part went out: spill to a
             // staging file rather than wait for budget that idle handles may never free.
-            if s.pos != offset || (s.all_buffered() && !s.try_grow(&self.inner.writer, data.len())) {
+            if s.pos != offset || (s.all_buffered() && !s.try_grow(&self.inner.writer, data.len()))
+            {
                 self.to_staging(h.ino, &mut st).await?;
             }
         }
@@ -1241,8 +1305,12 @@ impl<C: ObjectClient> CosFs<C> {
     /// Key and object attributes an upload of `ino` uses now.
     fn upload_target(&self, ino: u64) -> Result<(String, PutOptions), FsError> {
         let t = self.inner.table.lock();
-        let n = t.get(ino).ok_or_else(|| not_found(format!("inode {ino}")))?;
-        let key = t.key_of(ino).ok_or_else(|| not_found(format!("inode {ino}")))?;
+        let n = t
+            .get(ino)
+            .ok_or_else(|| not_found(format!("inode {ino}")))?;
+        let key = t
+            .key_of(ino)
+            .ok_or_else(|| not_found(format!("inode {ino}")))?;
         let mut opts = attr::put_options(&n.meta, n.content_type.clone());
         attr::merge_foreign(&mut opts, &n.user_meta);
         Ok((key, opts))
@@ -1270,7 +1338,12 @@ impl<C: ObjectClient> CosFs<C> {
             etag = self
                 .inner
                 .client
-                .copy(&key, &key, Some(size), &MetadataDirective::Replaced(now_opts))
+                .copy(
+                    &key,
+                    &key,
+                    Some(size),
+                    &MetadataDirective::Replaced(now_opts),
+                )
                 .await?
                 .etag;
         }
@@ -1428,7 +1501,9 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let n = {
             let mut t = self.inner.table.lock();
-            let n = t.get_mut(ino).ok_or_else(|| not_found(format!("inode {ino}")))?;
+            let n = t
+                .get_mut(ino)
+                .ok_or_else(|| not_found(format!("inode {ino}")))?;
             if let Some(m) = s.mode {
                 n.meta.perm = (m & 0o7777) as u16;
             }
@@ -1454,19 +1529,31 @@ impl<C: ObjectClient> CosFs<C> {
         let c = &self.inner.client;
         let etag = if n.meta.kind == FileKind::Directory {
             if n.has_marker {
-                c.copy(&key, &key, Some(0), &MetadataDirective::Replaced(opts.clone()))
-                    .await?
-                    .etag
+                c.copy(
+                    &key,
+                    &key,
+                    Some(0),
+                    &MetadataDirective::Replaced(opts.clone()),
+                )
+                .await?
+                .etag
             } else {
                 c.put(&key, Bytes::new(), &opts).await?.etag
             }
         } else {
-            c.copy(&key, &key, Some(n.size), &MetadataDirective::Replaced(opts.clone()))
-                .await?
-                .etag
+            c.copy(
+                &key,
+                &key,
+                Some(n.size),
+                &MetadataDirective::Replaced(opts.clone()),
+            )
+            .await?
+            .etag
         };
         let mut t = self.inner.table.lock();
-        let n = t.get_mut(ino).ok_or_else(|| not_found(format!("inode {ino}")))?;
+        let n = t
+            .get_mut(ino)
+            .ok_or_else(|| not_found(format!("inode {ino}")))?;
         n.etag = Some(etag);
         n.user_meta = opts.user_meta;
         if n.meta.kind == FileKind::Directory {
@@ -1550,7 +1637,10 @@ impl<C: ObjectClient> CosFs<C> {
     /// Extended attributes are not supported (COS user metadata is used for the POSIX
     /// attributes; exposing it as xattrs broke `mv` for cosfs users).
     pub fn xattr_unsupported(&self) -> FsError {
-        fs_err(FsErrorKind::Unsupported, "extended attributes are not supported")
+        fs_err(
+            FsErrorKind::Unsupported,
+            "extended attributes are not supported",
+        )
     }
 
     /// The number of inodes in the table (tests).

@@ -94,6 +94,8 @@ pub struct Reader<C: ObjectClient> {
 /// Largest read-ahead request, in blocks (8 MiB with 1 MiB blocks): fewer, larger GETs
 /// cost less per byte, while the window still spreads over several concurrent requests.
 const MAX_CHUNK_BLOCKS: u64 = 8;
+/// Read-ahead window (blocks) after a first read at offset 0.
+const INITIAL_WINDOW_FROM_START: u64 = 4;
 
 /// Sequential-read detection and window state of one handle.
 pub struct Prefetch {
@@ -181,9 +183,13 @@ impl<C: ObjectClient> Reader<C> {
             // The kernel's async readahead may deliver nearby reads out of order; count
             // anything within the current window as sequential.
             let slack = p.window * bs;
-            let sequential = offset <= p.next_offset.saturating_add(slack)
-                && offset + slack >= p.next_offset;
-            if sequential && offset > 0 {
+            let sequential =
+                offset <= p.next_offset.saturating_add(slack) && offset + slack >= p.next_offset;
+            if offset == 0 && p.next_offset == 0 {
+                // A first read from the start is most often a whole-file read: begin
+                // with a few blocks so the ramp-up costs one round trip, not several.
+                p.window = INITIAL_WINDOW_FROM_START.min(self.max_window_blocks);
+            } else if sequential && offset > 0 {
                 p.window = (p.window * 2).min(self.max_window_blocks);
             } else if !sequential {
                 p.window = 1;
@@ -196,7 +202,10 @@ impl<C: ObjectClient> Reader<C> {
             // Read-ahead goes out in chunks that split the window over about
             // `parallel_count` requests; it is only extended once a whole chunk (or the
             // end of the object) is due, so requests stay large.
-            let chunk = p.window.div_ceil(self.parallel_count).clamp(1, MAX_CHUNK_BLOCKS);
+            let chunk = p
+                .window
+                .div_ceil(self.parallel_count)
+                .clamp(1, MAX_CHUNK_BLOCKS);
             let from = p.requested_to.max(last + 1);
             let to = (last + 1 + p.window).min(nblocks);
             let ahead = if to >= from + chunk || (to == nblocks && to > from) {
@@ -205,7 +214,11 @@ impl<C: ObjectClient> Reader<C> {
             } else {
                 from..from
             };
-            ((first..=last).collect::<Vec<u64>>(), (ahead, chunk), p.permits.clone())
+            (
+                (first..=last).collect::<Vec<u64>>(),
+                (ahead, chunk),
+                p.permits.clone(),
+            )
         };
         let (ahead, chunk) = ahead;
 
@@ -300,7 +313,10 @@ impl<C: ObjectClient> Reader<C> {
             let whole: BlockFuture = async move {
                 match task.await {
                     Ok(r) => r,
-                    Err(e) => Err(fs_err(FsErrorKind::LocalIo, format!("block fetch task: {e}"))),
+                    Err(e) => Err(fs_err(
+                        FsErrorKind::LocalIo,
+                        format!("block fetch task: {e}"),
+                    )),
                 }
             }
             .boxed()
@@ -324,7 +340,12 @@ impl<C: ObjectClient> Reader<C> {
     }
 
     /// The (possibly shared, possibly cached) fetch of block `i`.
-    fn block(self: &Arc<Self>, obj: &ObjectVersion, i: u64, permits: &Arc<Semaphore>) -> BlockFuture {
+    fn block(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        i: u64,
+        permits: &Arc<Semaphore>,
+    ) -> BlockFuture {
         let k = BlockKey {
             key: obj.key.clone(),
             etag: obj.etag.clone(),
@@ -354,7 +375,10 @@ impl<C: ObjectClient> Reader<C> {
         let fut = async move {
             match task.await {
                 Ok(r) => r,
-                Err(e) => Err(fs_err(FsErrorKind::LocalIo, format!("block fetch task: {e}"))),
+                Err(e) => Err(fs_err(
+                    FsErrorKind::LocalIo,
+                    format!("block fetch task: {e}"),
+                )),
             }
         }
         .boxed()
@@ -363,13 +387,21 @@ impl<C: ObjectClient> Reader<C> {
         fut
     }
 
-    async fn fetch(&self, key: &str, etag: &str, range: std::ops::Range<u64>) -> Result<Bytes, FsError> {
+    async fn fetch(
+        &self,
+        key: &str,
+        etag: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, FsError> {
         let want = range.end - range.start;
         let resp = self.client.get(key, Some(range)).await?;
         if resp.meta.etag != etag {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::PreconditionFailed),
-                format!("{key} changed while open (ETag {etag} became {})", resp.meta.etag),
+                format!(
+                    "{key} changed while open (ETag {etag} became {})",
+                    resp.meta.etag
+                ),
             ));
         }
         let body = resp.collect().await?;

@@ -40,7 +40,8 @@ const BUDGET_UNIT: u64 = 64 * 1024;
 pub fn part_size_for(base: u64, number: u32) -> u64 {
     let base = base.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
     let steps = number.saturating_sub(1) / PARTS_PER_SIZE_STEP;
-    base.saturating_mul(1u64 << steps.min(32)).min(MAX_PART_SIZE)
+    base.saturating_mul(1u64 << steps.min(32))
+        .min(MAX_PART_SIZE)
 }
 
 /// Largest object that `part_size_for(base, 1..=10000)` can hold.
@@ -105,7 +106,9 @@ impl<C: ObjectClient> Writer<C> {
     /// Budget units covering `bytes` (at most the whole budget, so one part larger than
     /// the budget can still proceed alone).
     fn units(&self, bytes: u64) -> u32 {
-        bytes.div_ceil(BUDGET_UNIT).min(u64::from(self.budget_units)) as u32
+        bytes
+            .div_ceil(BUDGET_UNIT)
+            .min(u64::from(self.budget_units)) as u32
     }
 
     /// Waits until `bytes` of the memory budget are free and takes them.
@@ -239,7 +242,9 @@ fn too_large(key: &str) -> FsError {
     )
 }
 
-async fn join_one(set: &mut JoinSet<Result<CompletedPart, CosError>>) -> Result<CompletedPart, FsError> {
+async fn join_one(
+    set: &mut JoinSet<Result<CompletedPart, CosError>>,
+) -> Result<CompletedPart, FsError> {
     match set.join_next().await {
         Some(Ok(r)) => Ok(r?),
         Some(Err(e)) => Err(fs_err(FsErrorKind::LocalIo, format!("upload task: {e}"))),
@@ -255,7 +260,10 @@ async fn finish<C: ObjectClient>(
     parts: Result<Vec<CompletedPart>, FsError>,
 ) -> Result<PutResult, FsError> {
     let r = match parts {
-        Ok(parts) => client.complete_multipart(key, id, &parts).await.map_err(FsError::from),
+        Ok(parts) => client
+            .complete_multipart(key, id, &parts)
+            .await
+            .map_err(FsError::from),
         Err(e) => Err(e),
     };
     if r.is_err() {
@@ -285,7 +293,12 @@ impl Staging {
         Ok(Bytes::from(buf))
     }
 
-    pub fn write<C: ObjectClient>(&mut self, w: &Writer<C>, offset: u64, data: &[u8]) -> Result<(), FsError> {
+    pub fn write<C: ObjectClient>(
+        &mut self,
+        w: &Writer<C>,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), FsError> {
         let end = offset + data.len() as u64;
         if end > self.size {
             w.check_space(end - self.size)?;
@@ -423,7 +436,12 @@ impl Stream {
     }
 
     /// Sends the full buffer as the next part.
-    async fn ship<C: ObjectClient>(&mut self, w: &Writer<C>, key: &str, opts: &PutOptions) -> Result<(), FsError> {
+    async fn ship<C: ObjectClient>(
+        &mut self,
+        w: &Writer<C>,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<(), FsError> {
         if self.upload.is_none() {
             let id = w.client.create_multipart(key, opts).await?;
             self.upload = Some(Multipart {
@@ -477,7 +495,10 @@ impl Stream {
                     return Err(too_large(key));
                 }
                 let body = std::mem::take(&mut self.buf).freeze();
-                let p = w.client.upload_part(&up.key, &up.id, up.next_number, body).await?;
+                let p = w
+                    .client
+                    .upload_part(&up.key, &up.id, up.next_number, body)
+                    .await?;
                 up.done.push(p);
             }
             while !up.tasks.is_empty() {

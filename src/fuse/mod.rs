@@ -11,11 +11,10 @@
 use crate::cos::{CosErrorKind, ObjectClient};
 use crate::fs::{Attr, Caller, CosFs, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
 use fuser::{
-    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL, TimeOrNow,
-    WriteFlags,
+    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, Session, SessionACL, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::future::Future;
@@ -52,13 +51,9 @@ pub fn errno_of(e: &FsError) -> i32 {
             }
             CosErrorKind::PreconditionFailed => libc::ESTALE,
             CosErrorKind::InvalidRange => libc::EINVAL,
-            CosErrorKind::Refused => {
-                if e.message.contains("key") && e.message.contains("long") {
-                    libc::ENAMETOOLONG
-                } else {
-                    libc::EINVAL
-                }
-            }
+            // Refused locally by the client (a size or key COS would reject). Over-long
+            // names never get here: the core answers NameTooLong before sending.
+            CosErrorKind::Refused => libc::EINVAL,
             CosErrorKind::Conflict
             | CosErrorKind::BadRequest
             | CosErrorKind::Throttled
@@ -139,7 +134,11 @@ impl<C: ObjectClient> CosFuse<C> {
 
     /// Runs one operation: block_on under catch_unwind; errors become an errno (logged
     /// at debug for the expected ENOENT, warn otherwise).
-    fn call<T>(&self, op: &'static str, f: impl Future<Output = Result<T, FsError>>) -> Result<T, Errno> {
+    fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = Result<T, FsError>>,
+    ) -> Result<T, Errno> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.rt.block_on(f))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -164,7 +163,11 @@ impl<C: ObjectClient> CosFuse<C> {
     }
 
     /// Like `call` for synchronous core methods.
-    fn call_sync<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, Errno> {
+    fn call_sync<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, FsError>,
+    ) -> Result<T, Errno> {
         self.call(op, async move { f() })
     }
 }
@@ -215,7 +218,10 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         let _ = config.set_congestion_threshold(48);
         let want = InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS;
         if let Err(missing) = config.add_capabilities(want) {
-            tracing::warn!(?missing, "kernel lacks FUSE capabilities; continuing without them");
+            tracing::warn!(
+                ?missing,
+                "kernel lacks FUSE capabilities; continuing without them"
+            );
             let _ = config.add_capabilities(want - missing);
         }
         Ok(())
@@ -304,7 +310,15 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let c = caller(req);
         let r = name_str(name)
             .and_then(|n| self.call("mkdir", self.fs.mkdir(parent.0, n, mode, umask, c)));
@@ -330,7 +344,14 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
         let c = caller(req);
         let r = name_str(link_name).and_then(|n| {
             let t = target.to_str().ok_or(Errno::EINVAL)?;
@@ -372,8 +393,16 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let r = name_str(newname).and_then(|n| self.call("link", self.fs.link(ino.0, newparent.0, n)));
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r =
+            name_str(newname).and_then(|n| self.call("link", self.fs.link(ino.0, newparent.0, n)));
         match r {
             Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
             Err(e) => reply.error(e),
@@ -422,7 +451,14 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         match self.call("flush", self.fs.flush(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -445,7 +481,14 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.call("fsync", self.fs.fsync(fh.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -459,7 +502,14 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let r = self.call_sync("readdir", || {
             self.fs.readdir(fh.0, offset, |e, next| {
                 reply.add(INodeNo(e.ino), next, to_kind(e.kind), &e.name)
@@ -471,19 +521,35 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Directory changes are sent to COS when they happen: nothing is pending.
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
-        reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize);
+        reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+        );
     }
 
     fn setxattr(
@@ -499,7 +565,14 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         self.refuse_xattr(reply);
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
         self.refuse_xattr(reply);
     }
 
@@ -565,17 +638,30 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
 const READ_AHEAD_KB: u32 = 1024;
 
 fn raise_readahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::metadata(mountpoint) else {
+    // The device number comes from /proc/self/mountinfo: a stat() of the mountpoint
+    // would be a FUSE request to this very process before it serves any.
+    let Some(dev) = mount_device(mountpoint) else {
         return;
     };
-    let dev = md.dev();
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
     match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
         Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "raised kernel read-ahead"),
         Err(e) => tracing::debug!(path, error = %e, "kernel read-ahead left at its default"),
     }
+}
+
+/// "major:minor" of the file system mounted at `mountpoint` (the last such mount).
+fn mount_device(mountpoint: &Path) -> Option<String> {
+    let want = std::fs::canonicalize(mountpoint.parent()?)
+        .ok()?
+        .join(mountpoint.file_name()?);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        // Fields: id parent major:minor root mountpoint ... (octal escapes in paths).
+        let mp = f.get(4)?.replace("\\040", " ");
+        (Path::new(&mp) == want).then(|| f.get(2).map(|s| s.to_string()))?
+    })
 }
 
 /// Mounts `fs` (the mount is live when `Session::new` returns), calls `on_ready`, serves
@@ -617,8 +703,10 @@ pub fn serve<C: ObjectClient>(
     let fs_sig = fs.clone();
     let signals = rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::warn!("could not install SIGTERM/SIGINT handlers");
             return;
         };
@@ -645,4 +733,38 @@ pub fn serve<C: ObjectClient>(
     let flushed = rt.block_on(fs.flush_all());
     served?;
     flushed.map_err(|e| std::io::Error::other(format!("pending uploads failed at unmount: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(kind: FsErrorKind) -> FsError {
+        FsError::new(kind, "x")
+    }
+
+    #[test]
+    fn errno_mapping_follows_the_issue() {
+        let cos = |k| errno_of(&e(FsErrorKind::Cos(k)));
+        assert_eq!(cos(CosErrorKind::NotFound), libc::ENOENT);
+        assert_eq!(cos(CosErrorKind::AccessDenied), libc::EACCES);
+        assert_eq!(cos(CosErrorKind::SseKeyRejected), libc::EIO);
+        assert_eq!(cos(CosErrorKind::PreconditionFailed), libc::ESTALE);
+        assert_eq!(cos(CosErrorKind::InvalidRange), libc::EINVAL);
+        assert_eq!(cos(CosErrorKind::Refused), libc::EINVAL);
+        assert_eq!(cos(CosErrorKind::Throttled), libc::EIO);
+        assert_eq!(errno_of(&e(FsErrorKind::NotEmpty)), libc::ENOTEMPTY);
+        assert_eq!(errno_of(&e(FsErrorKind::NoSpace)), libc::ENOSPC);
+        assert_eq!(errno_of(&e(FsErrorKind::ReadOnly)), libc::EROFS);
+        assert_eq!(errno_of(&e(FsErrorKind::Unsupported)), libc::ENOTSUP);
+        assert_eq!(errno_of(&e(FsErrorKind::NameTooLong)), libc::ENAMETOOLONG);
+        assert_eq!(errno_of(&e(FsErrorKind::FileTooLarge)), libc::EFBIG);
+    }
+
+    #[test]
+    fn mount_device_is_found_without_touching_the_mount() {
+        // The root file system is always in mountinfo.
+        assert!(mount_device(Path::new("/proc")).is_some());
+        assert!(mount_device(Path::new("/definitely/not/a/mount")).is_none());
+    }
 }

@@ -133,7 +133,7 @@ impl Harness {
             .tempdir()
             .expect("temp dir");
         let pids: Pids = Arc::new(Mutex::new(Vec::new()));
-        let watchdog = Watchdog::start(name, pids.clone(), 600);
+        let watchdog = Watchdog::start(name, pids.clone(), 240);
         let root = dir.path().to_path_buf();
         let tmp = if std::env::var_os("COSMOUNT_TEST_KEEP").is_some() {
             eprintln!("keeping {}", dir.keep().display());

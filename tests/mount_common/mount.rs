@@ -91,6 +91,18 @@ pub fn is_mounted(path: &Path) -> bool {
     })
 }
 
+/// Whether the mount answers a stat of its root within `timeout`. A listed but stuck mount
+/// would otherwise hang the test's first system call. The probe thread may stay blocked
+/// until the daemon is killed; it only holds a path.
+pub fn answers(path: &Path, timeout: Duration) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&p).is_ok());
+    });
+    rx.recv_timeout(timeout).unwrap_or(false)
+}
+
 /// The PID of the cosmount process serving `mountpoint` (daemon mode), from /proc.
 pub fn find_daemon_pid(mountpoint: &Path) -> Option<u32> {
     let mp = mountpoint.to_string_lossy().to_string();
@@ -247,6 +259,19 @@ impl Mount {
             }
         }
         self.mounted = true;
+        if !answers(&self.mountpoint, Duration::from_secs(20)) {
+            let pid = self.pid;
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) on the daemon this mount started; unblocks the probe.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            self.unmount();
+            return Err(format!(
+                "{} is mounted but does not answer stat within 20 s (daemon pid {pid:?} killed); log:\n{}",
+                self.mountpoint.display(),
+                self.log_text()
+            ));
+        }
         Ok(())
     }
 
