@@ -9,6 +9,8 @@
 #   4. peak RSS of the cosmount daemon (VmHWM, target < 512 MiB).
 # Prints a table and saves it to scripts/results/bench-<timestamp>[-quick].txt.
 # Usage: scripts/bench.sh [--quick]      (quick: 64 MiB file, 1000 objects)
+# Env: BENCH_SIZE_MIB, BENCH_NFILES, BENCH_PART_MIB, BENCH_PARALLEL, BENCH_LATENCY_MS;
+# BENCH_KEEP=1 keeps the work dir (request log, daemon log) for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -36,7 +38,7 @@ cleanup() {
     if grep -qs " $MNT fuse" /proc/mounts; then fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
     [ -n "$MOUNT_PID" ] && kill "$MOUNT_PID" 2>/dev/null || true
     [ -n "$COSLOCAL_PID" ] && kill "$COSLOCAL_PID" 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

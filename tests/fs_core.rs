@@ -982,3 +982,35 @@ async fn many_open_files_beyond_the_memory_budget_spill_instead_of_hanging() {
         assert_eq!(&s.object(&format!("f{i}")).unwrap().data[..], &body[..]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_handle_sees_what_an_open_writer_wrote() {
+    let (s, fs, _d) = setup();
+    // A new file that is not in the bucket yet.
+    let (e, w) = fs
+        .create(ROOT_INO, "fresh", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(w, 0, b"fresh data").await.unwrap();
+    let r = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"fresh data");
+    // The writer carries on (now in a staging file) and its result is uploaded.
+    fs.write(w, 10, b"!").await.unwrap();
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"fresh data!");
+    fs.release(w).await.unwrap();
+    fs.release(r).await.unwrap();
+    assert_eq!(&s.object("fresh").unwrap().data[..], b"fresh data!");
+    // An existing object truncated and rewritten while open.
+    s.insert("live", "old content", &[]);
+    let l = fs.lookup(ROOT_INO, "live").await.unwrap();
+    let w = fs
+        .open(l.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
+    fs.write(w, 0, b"new").await.unwrap();
+    let r = fs.open(l.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"new");
+    fs.release(w).await.unwrap();
+    fs.release(r).await.unwrap();
+    assert_eq!(&s.object("live").unwrap().data[..], b"new");
+}

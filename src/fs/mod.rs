@@ -1169,10 +1169,36 @@ impl<C: ObjectClient> CosFs<C> {
         }
     }
 
+    /// Another handle of `ino` holding content not uploaded yet (reads must see it).
+    async fn pending_writer(&self, ino: u64) -> Option<Arc<FileHandle>> {
+        if !self.node(ino).ok()?.local {
+            return None;
+        }
+        let hs: Vec<Arc<FileHandle>> = self
+            .inner
+            .files
+            .lock()
+            .values()
+            .filter(|o| o.ino == ino && o.writable)
+            .cloned()
+            .collect();
+        for w in hs {
+            if w.state.lock().await.is_pending() {
+                return Some(w);
+            }
+        }
+        None
+    }
+
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let h = self.handle(fh)?;
-        if h.writable {
-            let mut st = h.state.lock().await;
+        let writer = if h.writable {
+            Some(h.clone())
+        } else {
+            self.pending_writer(h.ino).await
+        };
+        if let Some(wh) = writer {
+            let mut st = wh.state.lock().await;
             if let WriteState::Stream(s) = &*st {
                 if s.pos > 0 {
                     self.to_staging(h.ino, &mut st).await?;

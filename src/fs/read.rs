@@ -13,6 +13,7 @@ use super::error::{fs_err, FsError, FsErrorKind};
 use crate::cos::{CosErrorKind, ObjectClient};
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
 use lru::LruCache;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -404,7 +405,13 @@ impl<C: ObjectClient> Reader<C> {
                 ),
             ));
         }
-        let body = resp.collect().await?;
+        // Collect into a buffer of the final size: one copy, no regrowth.
+        let mut buf = BytesMut::with_capacity(want as usize);
+        let mut stream = resp.body;
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        let body = buf.freeze();
         if (body.len() as u64) < want {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::Transport),

@@ -51,8 +51,22 @@ fn free_port() -> u16 {
 }
 
 impl Coslocal {
-    /// Starts coslocal under `dir` and waits for its `coslocal ready` line.
+    /// Starts coslocal under `dir` and waits for its `coslocal ready` line. The control
+    /// port is picked free beforehand, so another process may grab it in between (client
+    /// connections use the same ephemeral range): a bind failure is retried on a new port.
     pub fn start(dir: &Path, opts: CoslocalOptions) -> Coslocal {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Coslocal::try_start(dir, &opts) {
+                Ok(c) => return c,
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("coslocal could not bind a control port 5 times: {last}");
+    }
+
+    fn try_start(dir: &Path, opts: &CoslocalOptions) -> Result<Coslocal, String> {
         let data_dir = dir.join("cos-data");
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let ca = dir.join("ca.pem");
@@ -107,18 +121,21 @@ impl Coslocal {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
-                panic!("coslocal did not print its ready line within 30 s; stderr:\n{log}");
+                return Err(format!(
+                    "coslocal exited or did not print its ready line within 30 s; stderr:\n{log}"
+                ));
             }
         };
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")[..]).map(str::to_string))
         };
-        let endpoint = field("endpoint").unwrap_or_else(|| panic!("no endpoint= in {line:?}"));
-        let bucket = field("bucket").unwrap_or(opts.bucket.clone());
-        let region = field("region").unwrap_or(opts.region.clone());
-        Coslocal {
+        let endpoint = field("endpoint").ok_or_else(|| format!("no endpoint= in {line:?}"))?;
+        let bucket = field("bucket").unwrap_or_else(|| opts.bucket.clone());
+        let region = field("region").unwrap_or_else(|| opts.region.clone());
+        Ok(Coslocal {
             child,
             endpoint,
             bucket,
@@ -130,7 +147,7 @@ impl Coslocal {
             data_dir,
             stderr_log,
             control,
-        }
+        })
     }
 
     /// Every request logged so far.
