@@ -56,20 +56,11 @@ impl RetryPolicy {
 /// Whether an error is worth another attempt of `op`, regardless of the bounds.
 pub fn retryable_for(op: CosOp, err: &CosError) -> bool {
     match err.kind {
-        // The server answered and did not act.
-        CosErrorKind::Throttled | CosErrorKind::ServerError => true,
         // The request may or may not have taken effect: only repeat what is safe to repeat.
         CosErrorKind::Timeout | CosErrorKind::Transport => op.is_idempotent(),
-        CosErrorKind::NotFound
-        | CosErrorKind::AccessDenied
-        | CosErrorKind::SseKeyRejected
-        | CosErrorKind::PreconditionFailed
-        | CosErrorKind::InvalidRange
-        | CosErrorKind::Conflict
-        | CosErrorKind::BadRequest
-        | CosErrorKind::InvalidResponse
-        | CosErrorKind::IntegrityMismatch
-        | CosErrorKind::Refused => false,
+        // Otherwise the kind decides: the server answered and either did not act (5xx,
+        // throttling) or refused for a reason a retry cannot change.
+        kind => kind.is_retryable(),
     }
 }
 

@@ -138,8 +138,32 @@ pub fn verify(
         headers: &hp,
         key_time: parsed.key_time,
     };
-    let parts = sign_with_key(&sign_key(&cred.secret_key, parsed.key_time), &input);
-    if !ct_eq(parts.signature.as_bytes(), parsed.signature.as_bytes()) {
+    let key = sign_key(&cred.secret_key, parsed.key_time);
+    let parts = sign_with_key(&key, &input);
+    // The official Python SDK signs `host` as the URL's host name without its port while
+    // sending `Host: 127.0.0.1:PORT`; real COS never sees a port. Accept that form too.
+    let matches_without_port = || {
+        let Some(i) = header_pairs
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("host"))
+        else {
+            return false;
+        };
+        let Some(bare) = strip_port(&header_pairs[i].1) else {
+            return false;
+        };
+        let mut hp = hp.clone();
+        hp[i].1 = bare;
+        let alt = sign_with_key(
+            &key,
+            &SignInput {
+                headers: &hp,
+                ..input
+            },
+        );
+        ct_eq(alt.signature.as_bytes(), parsed.signature.as_bytes())
+    };
+    if !ct_eq(parts.signature.as_bytes(), parsed.signature.as_bytes()) && !matches_without_port() {
         // The StringToSign holds only a SHA-1 of the HttpString: nothing secret. The
         // signed names (not values) help find which side disagrees.
         return Err(ApiError::new(
@@ -153,6 +177,14 @@ pub fn verify(
         ));
     }
     Ok(parsed.secret_id)
+}
+
+/// `host:port` → `host` (also for `[v6]:port`); `None` when there is no port.
+fn strip_port(host: &str) -> Option<&str> {
+    let (h, port) = host.rsplit_once(':')?;
+    let bracketed_or_plain = !h.contains(':') || (h.starts_with('[') && h.ends_with(']'));
+    (bracketed_or_plain && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(h)
 }
 
 /// The `q-*` fields of a presigned URL, joined as an Authorization value.
@@ -247,6 +279,24 @@ mod tests {
             HeaderValue::from_str(&auth).expect("ascii"),
         );
         h
+    }
+
+    #[test]
+    fn signature_over_the_host_without_its_port_is_accepted() {
+        let kt = KeyTime {
+            start: 1000,
+            end: 5000,
+        };
+        let mut h = signed_headers(kt, SECRET, None);
+        // Signed as the bare host name (what the Python SDK does), sent with a port.
+        h.insert(
+            "host",
+            HeaderValue::from_static("bkt-1250000000.cos.ap-guangzhou.myqcloud.com:8443"),
+        );
+        assert_eq!(check(&h, &creds(None), 2000).expect("accepted"), ID);
+        assert_eq!(strip_port("[::1]:80"), Some("[::1]"));
+        assert_eq!(strip_port("::1"), None);
+        assert_eq!(strip_port("a.b"), None);
     }
 
     fn check(
