@@ -21,7 +21,21 @@ mkdir -p "$STATE/data" "$STATE/staging"
 chmod 700 "$STATE"
 umask 077
 
-command -v fusermount3 >/dev/null || { echo "fusermount3 missing: apt-get install fuse3" >&2; exit 1; }
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v cc >/dev/null || need+=(build-essential)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing ${need[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    else
+        echo "missing ${need[*]}: install them (as root: apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+fi
+command -v cargo >/dev/null || [ ! -x "$HOME/.cargo/bin/cargo" ] || export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null || { echo "cargo missing: install a Rust toolchain (rustup) first" >&2; exit 1; }
 
 echo "==> building release binaries"
 cargo build --release --bins --quiet

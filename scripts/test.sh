@@ -72,7 +72,8 @@ cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 
 step "pytest interop suite"
 if [ -x .venv/bin/pytest ] && ls tests/interop/test_*.py >/dev/null 2>&1; then
-    .venv/bin/pytest tests/interop -q || FAILED+=("pytest")
+    .venv/bin/pytest tests/interop -q 2>&1 | tee target/pytest-output.txt
+    [ "${PIPESTATUS[0]}" -eq 0 ] || FAILED+=("pytest")
 else
     echo "no venv pytest or no tests/interop/test_*.py" >&2
     FAILED+=("pytest (not run)")
@@ -89,8 +90,17 @@ step "summary ($(( $(date +%s) - START ))s)"
 grep -E '^ +(Running|Doc-tests) |^test result: ' target/test-output.txt | paste - - |
     sed -E 's/^ +(Running|Doc-tests) ([^(\t]+)[^\t]*\ttest result: /  \2: /' || true
 grep -E '^test .* \.\.\. FAILED$' target/test-output.txt | sed 's/^/  /' || true
+# One closing tally over cargo and pytest.
+passed=$(grep -hoE '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -hoE '^test result: .* ([0-9]+) failed' target/test-output.txt | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+py_passed=$(grep -hoE '[0-9]+ passed' target/pytest-output.txt 2>/dev/null | tail -1 | awk '{print $1+0}')
+py_failed=$(grep -hoE '[0-9]+ failed' target/pytest-output.txt 2>/dev/null | tail -1 | awk '{print $1+0}')
+total_passed=$((passed + ${py_passed:-0}))
+total_failed=$((failed + ${py_failed:-0}))
 if [ ${#FAILED[@]} -gt 0 ]; then
     echo "FAILED: ${FAILED[*]}"
+    echo "$total_passed passed, $total_failed failed"
     exit 1
 fi
 echo "ALL PASSED"
+echo "$total_passed passed, $total_failed failed"
