@@ -27,6 +27,7 @@
 //!   every change on a read-only mount (EROFS).
 
 pub mod attr;
+pub mod bufpool;
 pub mod config;
 pub mod error;
 pub mod inode;

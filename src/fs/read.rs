@@ -7,8 +7,11 @@
 //! needs a block already being prefetched waits for that request instead of sending a
 //! second one. Each handle keeps a window that starts at one block, doubles on every
 //! sequential read up to `max_prefetch`, and falls back to one block when a read jumps;
-//! at most `parallel_count` of a handle's fetches run at once.
+//! at most `parallel_count` of a handle's fetches run at once. Read-ahead runs are
+//! received into buffers from a `BufPool`, so a sequential read does not fault in fresh
+//! pages for every run.
 
+use super::bufpool::BufPool;
 use super::error::{fs_err, FsError, FsErrorKind};
 use crate::cos::{CosErrorKind, ObjectClient};
 use bytes::{Bytes, BytesMut};
@@ -90,11 +93,15 @@ pub struct Reader<C: ObjectClient> {
     max_window_blocks: u64,
     parallel_count: u64,
     rt: tokio::runtime::Handle,
+    /// Buffers of read-ahead runs (`MAX_CHUNK_BLOCKS` blocks), reused across fetches.
+    pool: Arc<BufPool>,
 }
 
 /// Largest read-ahead request, in blocks (8 MiB with 1 MiB blocks): fewer, larger GETs
 /// cost less per byte, while the window still spreads over several concurrent requests.
 const MAX_CHUNK_BLOCKS: u64 = 8;
+/// Idle read-ahead run buffers kept for reuse.
+const POOL_IDLE_RUNS: usize = 4;
 /// Read-ahead window (blocks) after a first read at offset 0.
 const INITIAL_WINDOW_FROM_START: u64 = 4;
 
@@ -147,6 +154,9 @@ impl<C: ObjectClient> Reader<C> {
             max_window_blocks: (max_prefetch / block_size).max(1),
             parallel_count: parallel_count.max(1) as u64,
             rt,
+            // A few idle runs are enough: a run's buffer comes back when the cache evicts
+            // its blocks, just as a new run is fetched.
+            pool: BufPool::new((MAX_CHUNK_BLOCKS * block_size) as usize, POOL_IDLE_RUNS),
         }
     }
 
@@ -405,13 +415,14 @@ impl<C: ObjectClient> Reader<C> {
                 ),
             ));
         }
-        // Collect into a buffer of the final size: one copy, no regrowth.
-        let mut buf = BytesMut::with_capacity(want as usize);
+        // Collect into a buffer of the final size (pooled for full runs): one copy, no
+        // regrowth, no fresh pages to fault in.
+        let mut buf = self.pool.take(want as usize);
         let mut stream = resp.body;
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk?);
         }
-        let body = buf.freeze();
+        let body = self.pool.freeze(buf);
         if (body.len() as u64) < want {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::Transport),

@@ -4,7 +4,8 @@
 //! A new (or truncated) file written sequentially is a `Stream`: bytes fill a part-sized
 //! buffer; a full buffer becomes an Upload Part task (at most `parallel_count` in flight
 //! per handle) while the program keeps writing. Buffers take their bytes from a shared
-//! memory budget, so writers wait when the budget is used up. A file that stays smaller
+//! memory budget, so writers wait when the budget is used up; part buffers are reused
+//! through a `BufPool` once their upload is done. A file that stays smaller
 //! than one part is sent as a single PUT at flush. Part sizes grow (×2 every 1000 parts,
 //! capped at 5 GiB) so files beyond 10,000 × part size still fit.
 //!
@@ -17,10 +18,11 @@
 //! and by every later flush/fsync/write, and the old object is untouched (a multipart
 //! upload is aborted; PUT and Complete replace an object atomically or not at all).
 
+use super::bufpool::BufPool;
 use super::error::{fs_err, FsError, FsErrorKind};
 use crate::cos::limits::{MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::cos::{CompletedPart, CosError, ObjectClient, PutOptions, PutResult, UploadId};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -34,6 +36,8 @@ use tokio::task::JoinSet;
 pub const PARTS_PER_SIZE_STEP: u32 = 1000;
 /// The memory budget is counted in units of this many bytes (semaphore permits).
 const BUDGET_UNIT: u64 = 64 * 1024;
+/// Idle part buffers kept for reuse (a finished part's buffer serves the next one).
+const POOL_IDLE_PARTS: usize = 2;
 
 /// Size of part `number` (1-based) for a base part size: the base (clamped to 1 MiB..=5
 /// GiB) doubled once per 1000 parts, capped at 5 GiB.
@@ -78,6 +82,8 @@ pub struct Writer<C: ObjectClient> {
     pub min_free: u64,
     pub probe: parking_lot::RwLock<FreeSpaceProbe>,
     next_staging: AtomicU64,
+    /// Buffers of base-size parts, reused from part to part.
+    pool: Arc<BufPool>,
 }
 
 impl<C: ObjectClient> Writer<C> {
@@ -90,9 +96,11 @@ impl<C: ObjectClient> Writer<C> {
         min_free: u64,
     ) -> Writer<C> {
         let units = (budget_bytes / BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        let part_size = part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         Writer {
+            pool: BufPool::new(part_size as usize, POOL_IDLE_PARTS),
             client,
-            part_size: part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
+            part_size,
             parallel_count: parallel_count.max(1),
             budget: Arc::new(Semaphore::new(units as usize)),
             budget_units: units,
@@ -333,7 +341,7 @@ struct Multipart {
 
 /// Sequential new content, streamed out as parts while it is written.
 pub struct Stream {
-    buf: BytesMut,
+    buf: Vec<u8>,
     /// Memory budget held for `buf`.
     permit: Option<OwnedSemaphorePermit>,
     /// Bytes written so far (the file size).
@@ -344,7 +352,7 @@ pub struct Stream {
 impl Stream {
     pub fn new() -> Stream {
         Stream {
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             permit: None,
             pos: 0,
             upload: None,
@@ -416,9 +424,11 @@ impl Stream {
                 self.add_permit(p);
             }
             if self.buf.len() + n > 1024 * 1024 && self.buf.capacity() < part as usize {
-                // Clearly a large file: allocate the whole part once instead of
-                // re-copying the buffer at every doubling.
-                self.buf.reserve(part as usize - self.buf.len());
+                // Clearly a large file: allocate the whole part once (from the pool)
+                // instead of re-copying the buffer at every doubling.
+                let mut whole = w.pool.take(part as usize);
+                whole.extend_from_slice(&self.buf);
+                self.buf = whole;
             }
             self.buf.extend_from_slice(&data[..n]);
             self.pos += n as u64;
@@ -462,7 +472,7 @@ impl Stream {
         while up.tasks.len() >= w.parallel_count {
             up.done.push(join_one(&mut up.tasks).await?);
         }
-        let body = std::mem::take(&mut self.buf).freeze();
+        let body = w.pool.freeze(std::mem::take(&mut self.buf));
         let permit = self.permit.take();
         let number = up.next_number;
         up.next_number += 1;
@@ -485,7 +495,7 @@ impl Stream {
         opts: &PutOptions,
     ) -> Result<(PutResult, PutOptions), FsError> {
         let Some(mut up) = self.upload.take() else {
-            let body = std::mem::take(&mut self.buf).freeze();
+            let body = w.pool.freeze(std::mem::take(&mut self.buf));
             let r = w.client.put(key, body, opts).await?;
             return Ok((r, opts.clone()));
         };
@@ -494,7 +504,7 @@ impl Stream {
                 if up.next_number > MAX_PARTS {
                     return Err(too_large(key));
                 }
-                let body = std::mem::take(&mut self.buf).freeze();
+                let body = w.pool.freeze(std::mem::take(&mut self.buf));
                 let p = w
                     .client
                     .upload_part(&up.key, &up.id, up.next_number, body)

@@ -201,6 +201,19 @@ impl<C: ObjectClient> CosFuse<C> {
     }
 }
 
+/// How the kernel should treat a new file handle. A write-only handle bypasses the
+/// kernel page cache (direct I/O): its writes reach us unchanged either way (no writeback
+/// cache), but through the page cache every byte is first copied into cache pages of the
+/// file that nobody reads back. A write-only descriptor cannot be read or mapped shared,
+/// so nothing is lost; the kernel drops cached pages of the written range for other handles.
+fn fopen_flags(open_flags: i32) -> FopenFlags {
+    if open_flags & libc::O_ACCMODE == libc::O_WRONLY {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 fn name_str(name: &OsStr) -> Result<&str, Errno> {
     // Object keys are UTF-8; other names cannot be stored.
     name.to_str().ok_or(Errno::EINVAL)
@@ -411,7 +424,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.call("open", self.fs.open(ino.0, flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), fopen_flags(flags.0)),
             Err(e) => reply.error(e),
         }
     }
@@ -612,7 +625,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
                 &to_attr(&e.attr),
                 Generation(e.generation),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                fopen_flags(flags),
             ),
             Err(e) => reply.error(e),
         }
@@ -759,6 +772,17 @@ mod tests {
         assert_eq!(errno_of(&e(FsErrorKind::Unsupported)), libc::ENOTSUP);
         assert_eq!(errno_of(&e(FsErrorKind::NameTooLong)), libc::ENAMETOOLONG);
         assert_eq!(errno_of(&e(FsErrorKind::FileTooLarge)), libc::EFBIG);
+    }
+
+    #[test]
+    fn only_write_only_handles_bypass_the_page_cache() {
+        assert_eq!(fopen_flags(libc::O_WRONLY), FopenFlags::FOPEN_DIRECT_IO);
+        assert_eq!(
+            fopen_flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC),
+            FopenFlags::FOPEN_DIRECT_IO
+        );
+        assert_eq!(fopen_flags(libc::O_RDONLY), FopenFlags::empty());
+        assert_eq!(fopen_flags(libc::O_RDWR), FopenFlags::empty());
     }
 
     #[test]
