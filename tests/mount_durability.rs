@@ -164,9 +164,15 @@ fn sigterm_flushes_open_files() {
     let persisted = mount_common::wait_until(Duration::from_secs(30), || {
         sdk.get("open.bin", None).is_ok_and(|b| b == data)
     });
-    let exited = m.wait_exit(Duration::from_secs(5));
-    eprintln!("daemon after SIGTERM with a file open: exited={exited:?}");
+    // The busy mount is detached lazily: gone from the namespace at once, the open file
+    // still served, and the daemon exits once the file is closed.
+    let mountpoint = m.path("");
+    let detached = mount_common::wait_until(Duration::from_secs(10), || {
+        !mount_common::mount::is_mounted(&mountpoint)
+    });
     drop(f);
+    let exited = m.wait_exit(Duration::from_secs(15));
+    eprintln!("daemon after SIGTERM with a file open: detached={detached} exited={exited:?}");
     let got = sdk.get("open.bin", None).map(|b| b.len());
     assert!(
         persisted,
@@ -175,7 +181,17 @@ fn sigterm_flushes_open_files() {
         data.len(),
         m.log_text()
     );
-    // A new mount on the same mount point (the old daemon may have been killed) sees it.
+    assert!(
+        detached,
+        "the busy mount was not detached after SIGTERM\nlog:\n{}",
+        m.log_text()
+    );
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "the daemon did not exit cleanly after the last file closed: {exited:?}\nlog:\n{}",
+        m.log_text()
+    );
+    // A new mount on the same mount point sees it.
     m.remount();
     let through = std::fs::read(m.path("open.bin"));
     assert!(

@@ -15,7 +15,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    pub fn new(secret_id: impl Into<String>, secret_key: impl Into<String>, token: Option<String>) -> Self {
+    pub fn new(
+        secret_id: impl Into<String>,
+        secret_key: impl Into<String>,
+        token: Option<String>,
+    ) -> Self {
         Credentials {
             secret_id: secret_id.into(),
             secret_key: Zeroizing::new(secret_key.into()),

@@ -148,8 +148,14 @@ mod tests {
         assert_eq!(classify(503, Some("SlowDown")), CosErrorKind::Throttled);
         assert_eq!(classify(400, Some("RequestTimeout")), CosErrorKind::Timeout);
         assert_eq!(classify(404, Some("NoSuchKey")), CosErrorKind::NotFound);
-        assert_eq!(classify(403, Some("SignatureDoesNotMatch")), CosErrorKind::AccessDenied);
-        assert_eq!(classify(400, Some("SSEHeaderNotAllowed")), CosErrorKind::BadRequest);
+        assert_eq!(
+            classify(403, Some("SignatureDoesNotMatch")),
+            CosErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify(400, Some("SSEHeaderNotAllowed")),
+            CosErrorKind::BadRequest
+        );
         assert_eq!(classify(500, None), CosErrorKind::ServerError);
         assert!(classify(502, None).is_retryable());
         assert!(!classify(400, Some("BadDigest")).is_retryable());

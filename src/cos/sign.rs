@@ -102,7 +102,10 @@ impl std::fmt::Debug for SignedParts {
 
 /// SignKey = hex(HMAC-SHA1(SecretKey, KeyTime)).
 pub fn sign_key(secret_key: &str, key_time: KeyTime) -> String {
-    hex(&hmac_sha1(secret_key.as_bytes(), key_time.to_string().as_bytes()))
+    hex(&hmac_sha1(
+        secret_key.as_bytes(),
+        key_time.to_string().as_bytes(),
+    ))
 }
 
 /// Encodes and sorts `pairs` into (`n1=v1&n2=v2`, `n1;n2`): names are encoded then
@@ -287,15 +290,35 @@ mod tests {
             let key = sign_key(i["secret_key"].as_str().unwrap(), kt);
             assert_eq!(key, e["sign_key"].as_str().unwrap(), "{name}: sign_key");
             let p = sign_with_key(&key, &input);
-            assert_eq!(p.http_parameters, e["http_parameters"].as_str().unwrap(), "{name}");
-            assert_eq!(p.http_headers, e["http_headers"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                p.http_parameters,
+                e["http_parameters"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                p.http_headers,
+                e["http_headers"].as_str().unwrap(),
+                "{name}"
+            );
             assert_eq!(p.http_string, e["http_string"].as_str().unwrap(), "{name}");
-            assert_eq!(p.string_to_sign, e["string_to_sign"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                p.string_to_sign,
+                e["string_to_sign"].as_str().unwrap(),
+                "{name}"
+            );
             assert_eq!(p.header_list, e["header_list"].as_str().unwrap(), "{name}");
-            assert_eq!(p.url_param_list, e["url_param_list"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                p.url_param_list,
+                e["url_param_list"].as_str().unwrap(),
+                "{name}"
+            );
             assert_eq!(p.signature, e["signature"].as_str().unwrap(), "{name}");
             let auth = authorization(i["secret_id"].as_str().unwrap(), kt, &p);
-            assert_eq!(auth, e["authorization"].as_str().unwrap(), "{name}: authorization");
+            assert_eq!(
+                auth,
+                e["authorization"].as_str().unwrap(),
+                "{name}: authorization"
+            );
             // The parser must round-trip what the SDK sent.
             let parsed = parse_authorization(&auth).unwrap();
             assert_eq!(parsed.signature, p.signature);
@@ -332,7 +355,10 @@ mod tests {
 
     #[test]
     fn encoding_rule_matches_the_doc_table() {
-        assert_eq!(cos_encode("a b+c/=;:,\"~._-"), "a%20b%2Bc%2F%3D%3B%3A%2C%22~._-");
+        assert_eq!(
+            cos_encode("a b+c/=;:,\"~._-"),
+            "a%20b%2Bc%2F%3D%3B%3A%2C%22~._-"
+        );
         assert_eq!(cos_encode("ü"), "%C3%BC");
     }
 

@@ -22,7 +22,8 @@ pub const H_SSE_CONTEXT: &str = "x-cos-server-side-encryption-context";
 pub const H_SSEC_ALGORITHM: &str = "x-cos-server-side-encryption-customer-algorithm";
 pub const H_SSEC_KEY: &str = "x-cos-server-side-encryption-customer-key";
 pub const H_SSEC_KEY_MD5: &str = "x-cos-server-side-encryption-customer-key-MD5";
-pub const H_SRC_SSEC_ALGORITHM: &str = "x-cos-copy-source-server-side-encryption-customer-algorithm";
+pub const H_SRC_SSEC_ALGORITHM: &str =
+    "x-cos-copy-source-server-side-encryption-customer-algorithm";
 pub const H_SRC_SSEC_KEY: &str = "x-cos-copy-source-server-side-encryption-customer-key";
 pub const H_SRC_SSEC_KEY_MD5: &str = "x-cos-copy-source-server-side-encryption-customer-key-MD5";
 
@@ -150,7 +151,9 @@ pub enum SseMode {
         context: Option<String>,
     },
     /// SSE-C with a key history; `keys[0]` encrypts writes. Never empty.
-    Customer { keys: Vec<CustomerKey> },
+    Customer {
+        keys: Vec<CustomerKey>,
+    },
 }
 
 /// How an existing object that a request reads is encrypted with a customer key: the
@@ -201,9 +204,7 @@ impl SsePolicy {
     pub fn new(mode: SseMode, https: bool) -> Result<SsePolicy, SseConfigError> {
         match &mode {
             SseMode::Customer { keys } if keys.is_empty() => return Err(SseConfigError::NoKeys),
-            SseMode::Customer { .. } if !https => {
-                return Err(SseConfigError::CustomerKeyOverHttp)
-            }
+            SseMode::Customer { .. } if !https => return Err(SseConfigError::CustomerKeyOverHttp),
             SseMode::Kms {
                 context: Some(c), ..
             } => {
@@ -315,7 +316,11 @@ impl SsePolicy {
     /// Checks the SSE headers COS echoed on a response to an object-creating request
     /// (PUT, Initiate, Complete, Copy). `get` looks a response header up by lowercase name.
     /// `Err` says what disagrees; the caller treats that as a failed upload.
-    pub fn check_echo(&self, op: CosOp, get: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    pub fn check_echo(
+        &self,
+        op: CosOp,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
         let creates = match op {
             CosOp::PutObject
             | CosOp::InitiateMultipart
@@ -342,7 +347,9 @@ impl SsePolicy {
             SseMode::None => Ok(()),
             SseMode::CosManaged => match sse.as_deref() {
                 Some("AES256") | Some("SM4") => Ok(()),
-                other => Err(format!("asked for SSE-COS (AES256), COS answered {other:?}")),
+                other => Err(format!(
+                    "asked for SSE-COS (AES256), COS answered {other:?}"
+                )),
             },
             SseMode::Kms { key_id, .. } => {
                 if sse.as_deref() != Some("cos/kms") {
@@ -412,7 +419,10 @@ mod tests {
     #[test]
     fn doc_key_pairs_derive_the_documented_headers() {
         let k = keys();
-        assert_eq!(k[0].key_b64(), "MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY=");
+        assert_eq!(
+            k[0].key_b64(),
+            "MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY="
+        );
         assert_eq!(k[0].md5_b64(), "U5L61r7jcwdNvT7frmUG8g==");
         assert_eq!(k[1].md5_b64(), "hRasmdxgYDKV3nvbahU1MA==");
     }
@@ -427,7 +437,10 @@ mod tests {
         assert!(CustomerKey::parse(b"MDEyMzQ1Njc4OUFCQ0RFRg==").is_err());
         let err = parse_key_file(b"# c\n0123456789ABCDEF0123456789ABCDEF\nnope\n").unwrap_err();
         assert_eq!(err, SseConfigError::BadKeyLength { line: 3, len: 4 });
-        assert_eq!(parse_key_file(b"# only a comment\n\n").unwrap_err(), SseConfigError::NoKeys);
+        assert_eq!(
+            parse_key_file(b"# only a comment\n\n").unwrap_err(),
+            SseConfigError::NoKeys
+        );
     }
 
     #[test]
@@ -506,9 +519,19 @@ mod tests {
                 op,
                 CosOp::PutObject | CosOp::InitiateMultipart | CosOp::CopyObject
             );
-            assert_eq!(kms.headers_for(op, ReadKey::Plain).len(), if creates { 3 } else { 0 }, "{op}");
-            assert_eq!(cos.headers_for(op, ReadKey::Plain).len(), usize::from(creates), "{op}");
-            assert!(SsePolicy::none().headers_for(op, ReadKey::Customer(0)).is_empty());
+            assert_eq!(
+                kms.headers_for(op, ReadKey::Plain).len(),
+                if creates { 3 } else { 0 },
+                "{op}"
+            );
+            assert_eq!(
+                cos.headers_for(op, ReadKey::Plain).len(),
+                usize::from(creates),
+                "{op}"
+            );
+            assert!(SsePolicy::none()
+                .headers_for(op, ReadKey::Customer(0))
+                .is_empty());
         }
         assert!(SsePolicy::new(
             SseMode::Kms {
@@ -525,7 +548,9 @@ mod tests {
         let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
         let good = |n: &str| match n {
             "x-cos-server-side-encryption-customer-algorithm" => Some("AES256".to_string()),
-            "x-cos-server-side-encryption-customer-key-md5" => Some("U5L61r7jcwdNvT7frmUG8g==".to_string()),
+            "x-cos-server-side-encryption-customer-key-md5" => {
+                Some("U5L61r7jcwdNvT7frmUG8g==".to_string())
+            }
             _ => None,
         };
         assert!(p.check_echo(CosOp::PutObject, &good).is_ok());
@@ -538,8 +563,14 @@ mod tests {
     #[test]
     fn debug_output_never_shows_the_key() {
         let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
-        let dbg = format!("{p:?} {:?}", p.headers_for(CosOp::PutObject, ReadKey::Plain));
-        assert!(!dbg.contains("MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY="), "{dbg}");
+        let dbg = format!(
+            "{p:?} {:?}",
+            p.headers_for(CosOp::PutObject, ReadKey::Plain)
+        );
+        assert!(
+            !dbg.contains("MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY="),
+            "{dbg}"
+        );
         assert!(!dbg.contains("0123456789ABCDEF"), "{dbg}");
     }
 }

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -160,6 +161,9 @@ impl<C: ObjectClient> Writer<C> {
             .read(true)
             .write(true)
             .create_new(true)
+            // Plaintext of possibly encrypted objects: nobody else may read it, even in the
+            // moment before the unlink below.
+            .mode(0o600)
             .open(&path)?;
         // Unlinked at once: the space is returned even if the daemon dies.
         std::fs::remove_file(&path)?;

@@ -8,6 +8,7 @@
 //! implemented or refused with a named errno: hard links, special files and xattrs get
 //! ENOTSUP, RENAME_EXCHANGE gets EINVAL, and every mutation on a read-only mount EROFS.
 
+pub mod lazy_unmount;
 use crate::cos::{CosErrorKind, ObjectClient};
 use crate::fs::{Attr, Caller, CosFs, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
 use fuser::{
@@ -20,6 +21,8 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// How to mount.
@@ -714,6 +717,9 @@ pub fn serve<C: ObjectClient>(
     raise_readahead(&opts.mountpoint);
     let mut unmounter = session.unmount_callable();
     let fs_sig = fs.clone();
+    let mountpoint = opts.mountpoint.clone();
+    let stopped_by_signal = Arc::new(AtomicBool::new(false));
+    let stopped = stopped_by_signal.clone();
     let signals = rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
@@ -730,10 +736,18 @@ pub fn serve<C: ObjectClient>(
         // Upload what is pending first: a busy mount is only detached lazily and may be
         // served a while longer, but acknowledged data must reach the bucket now.
         tracing::info!(signal = which, "flushing pending uploads, then unmounting");
+        stopped.store(true, Ordering::SeqCst);
         if let Err(e) = fs_sig.flush_all().await {
             tracing::error!(error = %e, "pending uploads failed");
         }
-        let r = tokio::task::spawn_blocking(move || unmounter.unmount()).await;
+        let r = tokio::task::spawn_blocking(move || {
+            // A program holding a file open makes a plain unmount fail (EBUSY); the data
+            // is uploaded already, so detach lazily and end when the last file closes.
+            unmounter
+                .unmount()
+                .or_else(|_| lazy_unmount::detach(&mountpoint))
+        })
+        .await;
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "unmount after signal failed"),
@@ -741,7 +755,17 @@ pub fn serve<C: ObjectClient>(
         }
     });
     on_ready();
-    let served = session.run();
+    let served = match session.run() {
+        // A lazily detached mount ends with the connection aborted once its last file is
+        // closed: after a signal that is the expected end, not a failure.
+        Err(e)
+            if stopped_by_signal.load(Ordering::SeqCst)
+                && e.raw_os_error() == Some(libc::ECONNABORTED) =>
+        {
+            Ok(())
+        }
+        other => other,
+    };
     signals.abort();
     let flushed = rt.block_on(fs.flush_all());
     served?;
