@@ -13,6 +13,7 @@ pub mod http;
 pub mod mem;
 pub mod op;
 pub mod request;
+mod response;
 pub mod retry;
 pub mod sign;
 pub mod sse;

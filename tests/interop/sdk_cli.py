@@ -37,9 +37,6 @@ def client():
         # Domain = the host itself: coslocal serves one bucket on its own address.
         Domain=host.rstrip("/"),
         VerifySSL=os.environ.get("COSLOCAL_CA") or True,
-        # The SDK signs the host without its port (real COS has none) while the Host
-        # header carries it; leaving host out of the signature keeps both sides agreeing.
-        SignHost=False,
     )
     # retry=1: refusals must surface at once, the tests measure them.
     return CosS3Client(conf, retry=1)

@@ -39,10 +39,6 @@ def make_client():
         # The server is addressed directly (one bucket per address).
         Domain=host.strip("/"),
         VerifySSL=os.environ.get("SDKH_CA") or True,
-        # The SDK signs `host` as the URL's hostname without the port while `requests`
-        # sends `Host: 127.0.0.1:PORT`; on a non-default port the two disagree. Leaving
-        # host out of the signature keeps this helper about SSE-C, not about that quirk.
-        SignHost=False,
     )
     # One try: a refusal must surface at once.
     return CosS3Client(config, retry=1)

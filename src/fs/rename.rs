@@ -1,0 +1,138 @@
+//! `rename`: files by copy + delete, directories object by object (`move_tree`), NOT
+//! atomic; RENAME_EXCHANGE refused, RENAME_NOREPLACE honoured.
+
+use super::error::fs_err;
+use super::{CosFs, FileKind, FsError, FsErrorKind, RenameMode, PAGE};
+use crate::cos::{CosErrorKind, MetadataDirective, ObjectClient};
+use std::time::Instant;
+
+impl<C: ObjectClient> CosFs<C> {
+    /// Renames a file (copy + delete) or a directory (each object below it, copy +
+    /// delete; NOT atomic: a failure part-way leaves both trees partly populated, with no
+    /// object lost). Renaming onto an existing file replaces it; onto an existing empty
+    /// directory replaces that.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        mode: RenameMode,
+    ) -> Result<(), FsError> {
+        self.ro()?;
+        if mode == RenameMode::Exchange {
+            return Err(fs_err(
+                FsErrorKind::InvalidArgument,
+                "RENAME_EXCHANGE is not supported",
+            ));
+        }
+        let src = self.resolve(parent, name).await?;
+        let dst_key_base = self.child_key(new_parent, new_name)?;
+        let dst = match self.resolve(new_parent, new_name).await {
+            Ok(d) => Some(d),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                return Ok(());
+            }
+            if mode == RenameMode::NoReplace {
+                return Err(fs_err(FsErrorKind::Exists, new_name.to_string()));
+            }
+        }
+        let src_key = self.key_of(src.ino)?;
+        // Pending writes under the source must reach the bucket before it is copied.
+        self.flush_under(&src_key).await?;
+        let c = &self.inner.client;
+        if src.meta.kind != FileKind::Directory {
+            if let Some(d) = &dst {
+                if d.meta.kind == FileKind::Directory {
+                    return Err(fs_err(FsErrorKind::IsDir, new_name.to_string()));
+                }
+            }
+            let size = self.node(src.ino)?.size;
+            let r = c
+                .copy(
+                    &src_key,
+                    &dst_key_base,
+                    Some(size),
+                    &MetadataDirective::Copy,
+                )
+                .await?;
+            c.delete(&src_key).await?;
+            let mut t = self.inner.table.lock();
+            t.rename(parent, name, new_parent, new_name);
+            if let Some(n) = t.get_mut(src.ino) {
+                n.etag = Some(r.etag);
+            }
+            t.set_negative(parent, name, Instant::now());
+            return Ok(());
+        }
+        // Directory.
+        let dst_prefix = format!("{dst_key_base}/");
+        if dst_prefix.starts_with(&src_key) {
+            return Err(fs_err(
+                FsErrorKind::InvalidArgument,
+                "cannot move a directory into itself",
+            ));
+        }
+        if let Some(d) = &dst {
+            if d.meta.kind != FileKind::Directory {
+                return Err(fs_err(FsErrorKind::NotDir, new_name.to_string()));
+            }
+            if self.dir_has_children(&dst_prefix, d.ino).await? {
+                return Err(fs_err(FsErrorKind::NotEmpty, dst_prefix));
+            }
+            c.delete(&dst_prefix).await?;
+        }
+        self.move_tree(&src_key, &dst_prefix).await?;
+        let mut t = self.inner.table.lock();
+        t.rename(parent, name, new_parent, new_name);
+        t.invalidate_subtree(src.ino);
+        t.set_negative(parent, name, Instant::now());
+        Ok(())
+    }
+
+    /// Copies every object under `src` to the same name under `dst`, then deletes the
+    /// sources (in batches of 1000). Copies run `parallel_count` at a time.
+    pub(super) async fn move_tree(&self, src: &str, dst: &str) -> Result<(), FsError> {
+        let c = &self.inner.client;
+        let mut marker: Option<String> = None;
+        let mut keys: Vec<(String, u64)> = Vec::new();
+        loop {
+            let page = c.list(src, None, marker.as_deref(), PAGE).await?;
+            let last = page.objects.last().map(|o| o.key.clone());
+            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+            match page.next_marker {
+                Some(m) if !m.is_empty() => marker = Some(m),
+                Some(_) => marker = last,
+                None => break,
+            }
+            if marker.is_none() {
+                break;
+            }
+        }
+        let par = self.inner.config.parallel_count.max(1);
+        for chunk in keys.chunks(par) {
+            let copies = chunk.iter().map(|(k, size)| {
+                let to = format!("{dst}{}", &k[src.len()..]);
+                async move { c.copy(k, &to, Some(*size), &MetadataDirective::Copy).await }
+            });
+            for r in futures::future::join_all(copies).await {
+                r?;
+            }
+        }
+        let all: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
+        for chunk in all.chunks(PAGE as usize) {
+            let failed = c.delete_many(chunk).await?;
+            if let Some((k, code)) = failed.0.first() {
+                return Err(fs_err(
+                    FsErrorKind::Cos(CosErrorKind::ServerError),
+                    format!("delete of {k} failed with {code} after it was copied"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
