@@ -358,7 +358,15 @@ fn transient_faults_are_retried_transparently() {
         m.remount();
         let got = std::fs::read(m.path(&format!("r{i}.bin")))
             .unwrap_or_else(|e| panic!("read under {fault}: {e}"));
-        assert!(got == data, "content differs under {fault}");
+        if got != data {
+            let first = got.iter().zip(&data).position(|(a, b)| a != b);
+            panic!(
+                "content differs under {fault}: read {} bytes, wrote {}, first difference at {first:?}\nlog:\n{}",
+                got.len(),
+                data.len(),
+                m.log_text()
+            );
+        }
         h.cos.clear_faults();
     }
     let injected = h.cos.stats()["faults_injected"].as_u64().unwrap_or(0);

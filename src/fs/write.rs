@@ -513,12 +513,24 @@ impl Stream {
                     .client
                     .upload_part(&up.key, &up.id, up.next_number, body)
                     .await?;
+                up.next_number += 1;
                 up.done.push(p);
             }
             while !up.tasks.is_empty() {
                 up.done.push(join_one(&mut up.tasks).await?);
             }
             up.done.sort_by_key(|p| p.number);
+            // Every part number handed out must be here: a part whose upload failed (its
+            // error already returned to an earlier write) would otherwise leave a hole that
+            // Complete might accept, storing an object without that part's bytes.
+            let contiguous = up.done.len() as u32 == up.next_number - 1
+                && up.done.iter().zip(1u32..).all(|(p, n)| p.number == n);
+            if !contiguous {
+                return Err(fs_err(
+                    FsErrorKind::LocalIo,
+                    format!("{key}: a part of the multipart upload was lost; not completing it"),
+                ));
+            }
             Ok(std::mem::take(&mut up.done))
         }
         .await;

@@ -238,6 +238,14 @@ pub fn validate_parts(
             "The list of parts was not in ascending order.",
         ));
     }
+    // COS refuses gaps in the part numbers (cos-api.md §4.9): a client that lost a part
+    // must not get an object silently missing its bytes.
+    if requested[0].0 != 1 || requested.windows(2).any(|w| w[1].0 != w[0].0 + 1) {
+        return Err(ApiError::bad(
+            "InvalidPart",
+            "The part numbers of CompleteMultipartUpload must run 1, 2, 3, ... without gaps.",
+        ));
+    }
     let mut out = Vec::with_capacity(requested.len());
     for (n, etag) in requested {
         let part = uploaded.get(n).ok_or_else(|| {
@@ -676,10 +684,16 @@ mod tests {
             "InvalidPart"
         );
         assert_eq!(
-            validate_parts(&[(2, "e2".into()), (3, "e3".into())], &up)
+            validate_parts(&[(1, "e1".into()), (2, "e2".into()), (3, "e3".into())], &up)
                 .expect_err("small")
                 .code,
             "EntityTooSmall"
+        );
+        assert_eq!(
+            validate_parts(&[(1, "e1".into()), (3, "e3".into())], &up)
+                .expect_err("gap")
+                .code,
+            "InvalidPart"
         );
         assert_eq!(
             validate_parts(&[], &up).expect_err("empty").code,
