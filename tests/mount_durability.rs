@@ -352,7 +352,11 @@ fn transient_faults_are_retried_transparently() {
     {
         h.cos.set_faults(fault);
         let name = format!("f{i}.bin");
-        std::fs::write(m.path(&name), &data).unwrap_or_else(|e| panic!("write under {fault}: {e}"));
+        // fsync, not std::fs::write: the latter drops close()'s error, which is exactly
+        // where a failed upload is reported.
+        let written = std::fs::File::create(m.path(&name))
+            .and_then(|mut f| f.write_all(&data).and_then(|()| f.sync_all()));
+        written.unwrap_or_else(|e| panic!("write under {fault}: {e}\nlog:\n{}", m.log_text()));
         std::fs::rename(m.path(&name), m.path(&format!("r{i}.bin")))
             .unwrap_or_else(|e| panic!("rename under {fault}: {e}"));
         m.remount();
