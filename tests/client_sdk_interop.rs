@@ -59,20 +59,20 @@ struct Run {
 
 impl Sdk<'_> {
     async fn run(&self, args: &[&str], key_file: Option<&Path>) -> Run {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sdk_helper.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sdk_cli.py");
         let mut cmd = tokio::process::Command::new(&self.py);
         cmd.arg(script).args(args);
         if let Some(k) = key_file {
-            cmd.arg("--key-file").arg(k);
+            cmd.arg("--sse-c-key-file").arg(k);
         }
         // Secrets through the environment, never argv.
-        cmd.env("SDKH_ENDPOINT", self.local.server.endpoint())
-            .env("SDKH_BUCKET", BUCKET)
-            .env("SDKH_REGION", REGION)
-            .env("SDKH_SECRET_ID", SECRET_ID)
-            .env("SDKH_SECRET_KEY", SECRET_KEY)
-            .env("SDKH_CA", &self.local.ca);
-        let out = cmd.output().await.expect("run sdk_helper.py");
+        cmd.env("COSLOCAL_ENDPOINT", self.local.server.endpoint())
+            .env("COSLOCAL_BUCKET", BUCKET)
+            .env("COSLOCAL_REGION", REGION)
+            .env("COSLOCAL_SECRET_ID", SECRET_ID)
+            .env("COSLOCAL_SECRET_KEY", SECRET_KEY)
+            .env("COSLOCAL_CA", &self.local.ca);
+        let out = cmd.output().await.expect("run sdk_cli.py");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -250,6 +250,32 @@ impl MemStore {
         }
     }
 
+    /// Records `body` as part `number` of `upload` (Upload Part and Upload Part - Copy).
+    fn store_part(
+        &self,
+        op: CosOp,
+        key: &str,
+        upload: &UploadId,
+        number: u32,
+        body: Bytes,
+    ) -> Result<CompletedPart, CosError> {
+        let mut st = self.state.lock();
+        let up = st
+            .uploads
+            .get_mut(&upload.0)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| err(op, key, 404, "NoSuchUpload"))?;
+        let etag = hex(&Md5::digest(&body));
+        let size = body.len() as u64;
+        up.parts.insert(number, (etag.clone(), body));
+        Ok(CompletedPart {
+            number,
+            etag,
+            size,
+            crc64: None,
+        })
+    }
+
     fn read_obj(&self, op: CosOp, key: &str) -> Result<MemObject, CosError> {
         let st = self.state.lock();
         let o = st
@@ -479,21 +505,7 @@ impl ObjectClient for MemStore {
         if body.len() as u64 > MAX_PART_SIZE {
             return Err(err(CosOp::UploadPart, key, 400, "EntityTooLarge"));
         }
-        let mut st = self.state.lock();
-        let up = st
-            .uploads
-            .get_mut(&upload.0)
-            .filter(|u| u.key == key)
-            .ok_or_else(|| err(CosOp::UploadPart, key, 404, "NoSuchUpload"))?;
-        let etag = hex(&Md5::digest(&body));
-        let size = body.len() as u64;
-        up.parts.insert(number, (etag.clone(), body));
-        Ok(CompletedPart {
-            number,
-            etag,
-            size,
-            crc64: None,
-        })
+        self.store_part(CosOp::UploadPart, key, upload, number, body)
     }
 
     async fn upload_part_copy(
@@ -511,21 +523,7 @@ impl ObjectClient for MemStore {
             return Err(err(CosOp::UploadPartCopy, key, 400, "InvalidArgument"));
         }
         let body = o.data.slice(range.start as usize..end as usize);
-        let mut st = self.state.lock();
-        let up = st
-            .uploads
-            .get_mut(&upload.0)
-            .filter(|u| u.key == key)
-            .ok_or_else(|| err(CosOp::UploadPartCopy, key, 404, "NoSuchUpload"))?;
-        let etag = hex(&Md5::digest(&body));
-        let size = body.len() as u64;
-        up.parts.insert(number, (etag.clone(), body));
-        Ok(CompletedPart {
-            number,
-            etag,
-            size,
-            crc64: None,
-        })
+        self.store_part(CosOp::UploadPartCopy, key, upload, number, body)
     }
 
     async fn complete_multipart(

@@ -61,6 +61,20 @@ pub struct MetaAttrs {
     pub mtime: SystemTime,
 }
 
+impl MetaAttrs {
+    /// Metadata of a node being created now by `uid`/`gid`, with permission bits
+    /// `mode & !umask` (file-type bits in `mode` are ignored).
+    pub fn new_node(kind: FileKind, mode: u32, umask: u32, uid: u32, gid: u32) -> MetaAttrs {
+        MetaAttrs {
+            kind,
+            perm: (mode & !umask & 0o7777) as u16,
+            uid,
+            gid,
+            mtime: SystemTime::now(),
+        }
+    }
+}
+
 /// Defaults for objects without metadata.
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {

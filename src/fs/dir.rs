@@ -238,13 +238,7 @@ impl<C: ObjectClient> CosFs<C> {
         self.ro()?;
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
-        let meta = MetaAttrs {
-            kind: FileKind::Directory,
-            perm: (mode & !umask & 0o7777) as u16,
-            uid: caller.uid,
-            gid: caller.gid,
-            mtime: SystemTime::now(),
-        };
+        let meta = MetaAttrs::new_node(FileKind::Directory, mode, umask, caller.uid, caller.gid);
         let opts = attr::put_options(&meta, None);
         let r = self
             .inner

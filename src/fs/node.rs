@@ -9,7 +9,7 @@ use super::{attr, not_found, Caller, CosFs, Entry, FileKind, FsError, FsErrorKin
 use crate::cos::ObjectClient;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
     /// Creates and opens a new regular file. Nothing is sent until flush: the file
@@ -28,13 +28,7 @@ impl<C: ObjectClient> CosFs<C> {
         if flags & libc::O_EXCL != 0 {
             self.ensure_absent(parent, name).await?;
         }
-        let meta = MetaAttrs {
-            kind: FileKind::File,
-            perm: (mode & !umask & 0o7777) as u16,
-            uid: caller.uid,
-            gid: caller.gid,
-            mtime: SystemTime::now(),
-        };
+        let meta = MetaAttrs::new_node(FileKind::File, mode, umask, caller.uid, caller.gid);
         let f = Found {
             meta,
             size: 0,
@@ -87,13 +81,7 @@ impl<C: ObjectClient> CosFs<C> {
         }
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
-        let meta = MetaAttrs {
-            kind: FileKind::File,
-            perm: (mode & !umask & 0o7777) as u16,
-            uid: caller.uid,
-            gid: caller.gid,
-            mtime: SystemTime::now(),
-        };
+        let meta = MetaAttrs::new_node(FileKind::File, mode, umask, caller.uid, caller.gid);
         let opts = attr::put_options(&meta, None);
         let r = self.inner.client.put(&key, Bytes::new(), &opts).await?;
         Ok(self.insert_found(
@@ -120,13 +108,7 @@ impl<C: ObjectClient> CosFs<C> {
         self.ro()?;
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
-        let meta = MetaAttrs {
-            kind: FileKind::Symlink,
-            perm: 0o777,
-            uid: caller.uid,
-            gid: caller.gid,
-            mtime: SystemTime::now(),
-        };
+        let meta = MetaAttrs::new_node(FileKind::Symlink, 0o777, 0, caller.uid, caller.gid);
         let opts = attr::put_options(&meta, None);
         let body = Bytes::copy_from_slice(target.as_bytes());
         let r = self.inner.client.put(&key, body, &opts).await?;

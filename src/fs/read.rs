@@ -76,6 +76,21 @@ impl BlockCache {
 
 type BlockFuture = Shared<BoxFuture<'static, Result<Bytes, FsError>>>;
 
+/// A spawned block fetch as a future every waiter can share.
+fn shared_task(task: tokio::task::JoinHandle<Result<Bytes, FsError>>) -> BlockFuture {
+    async move {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(fs_err(
+                FsErrorKind::LocalIo,
+                format!("block fetch task: {e}"),
+            )),
+        }
+    }
+    .boxed()
+    .shared()
+}
+
 /// What a handle reads: one version of one object.
 #[derive(Debug, Clone)]
 pub struct ObjectVersion {
@@ -321,17 +336,7 @@ impl<C: ObjectClient> Reader<C> {
                 }
                 r
             });
-            let whole: BlockFuture = async move {
-                match task.await {
-                    Ok(r) => r,
-                    Err(e) => Err(fs_err(
-                        FsErrorKind::LocalIo,
-                        format!("block fetch task: {e}"),
-                    )),
-                }
-            }
-            .boxed()
-            .shared();
+            let whole = shared_task(task);
             for idx in run.clone() {
                 let lo = ((idx - run.start) * bs) as usize;
                 let f: BlockFuture = whole
@@ -357,11 +362,7 @@ impl<C: ObjectClient> Reader<C> {
         i: u64,
         permits: &Arc<Semaphore>,
     ) -> BlockFuture {
-        let k = BlockKey {
-            key: obj.key.clone(),
-            etag: obj.etag.clone(),
-            index: i,
-        };
+        let k = Self::key(obj, i);
         if let Some(b) = self.cache.get(&k) {
             return futures::future::ready(Ok(b)).boxed().shared();
         }
@@ -383,17 +384,7 @@ impl<C: ObjectClient> Reader<C> {
             me.inflight.lock().remove(&kk);
             r
         });
-        let fut = async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) => Err(fs_err(
-                    FsErrorKind::LocalIo,
-                    format!("block fetch task: {e}"),
-                )),
-            }
-        }
-        .boxed()
-        .shared();
+        let fut = shared_task(task);
         inflight.insert(k, fut.clone());
         fut
     }

@@ -10,7 +10,7 @@
 
 pub mod lazy_unmount;
 use crate::cos::{CosErrorKind, ObjectClient};
-use crate::fs::{Attr, Caller, CosFs, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
+use crate::fs::{Attr, Caller, CosFs, Entry, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
 use fuser::{
     AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
@@ -87,6 +87,14 @@ fn to_kind(k: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Directory => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+/// Answers an operation that yields a directory entry (lookup, mknod, mkdir, symlink).
+fn reply_entry(reply: ReplyEntry, r: Result<Entry, Errno>) {
+    match r {
+        Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
+        Err(e) => reply.error(e),
     }
 }
 
@@ -251,10 +259,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let r = name_str(name).and_then(|n| self.call("lookup", self.fs.lookup(parent.0, n)));
-        match r {
-            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, r)
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -320,10 +325,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         let c = caller(req);
         let r = name_str(name)
             .and_then(|n| self.call("mknod", self.fs.mknod(parent.0, n, mode, umask, c)));
-        match r {
-            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, r)
     }
 
     fn mkdir(
@@ -338,10 +340,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         let c = caller(req);
         let r = name_str(name)
             .and_then(|n| self.call("mkdir", self.fs.mkdir(parent.0, n, mode, umask, c)));
-        match r {
-            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, r)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -373,10 +372,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
             let t = target.to_str().ok_or(Errno::EINVAL)?;
             self.call("symlink", self.fs.symlink(parent.0, n, t, c))
         });
-        match r {
-            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, r)
     }
 
     fn rename(
@@ -419,10 +415,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
     ) {
         let r =
             name_str(newname).and_then(|n| self.call("link", self.fs.link(ino.0, newparent.0, n)));
-        match r {
-            Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), Generation(e.generation)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, r)
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
