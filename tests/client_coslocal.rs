@@ -11,7 +11,9 @@ use common::coslocal::*;
 use cosmount::cos::crc64::crc64;
 use cosmount::cos::http::CosHttpClient;
 use cosmount::cos::sse::{CustomerKey, ReadKey, SsePolicy};
-use cosmount::cos::{CosErrorKind, Encryption, MetadataDirective, ObjectClient, PutOptions};
+use cosmount::cos::{
+    CopySource, CosErrorKind, Encryption, MetadataDirective, ObjectClient, PutOptions,
+};
 use cosmount::server::{FaultConfig, FaultKind};
 use std::collections::BTreeMap;
 
@@ -168,17 +170,20 @@ async fn exercise(local: &Local, sse: SsePolicy, tag: &str) {
 
     // Copy (single request), keeping metadata; then a self-copy replacing it.
     let k2 = format!("{tag}/copy.bin");
-    c.copy(&k, &k2, Some(data.len() as u64), &MetadataDirective::Copy)
-        .await
-        .expect("copy");
+    c.copy(
+        &CopySource::key(&k).size(data.len() as u64),
+        &k2,
+        &MetadataDirective::Copy,
+    )
+    .await
+    .expect("copy");
     let m2 = c.head(&k2).await.expect("head copy");
     assert_eq!(m2.user_meta.get("mode").map(String::as_str), Some("33188"));
     assert_eq!(m2.content_type.as_deref(), Some("application/x-test"));
     assert_eq!(get_all(&c, &k2).await, data);
     c.copy(
+        &CopySource::key(&k2),
         &k2,
-        &k2,
-        None,
         &MetadataDirective::Replaced(opts("text/plain", "33261")),
     )
     .await
@@ -233,7 +238,7 @@ async fn exercise(local: &Local, sse: SsePolicy, tag: &str) {
 
     // Multipart copy (threshold 1 MiB), metadata copied from the source.
     let k4 = format!("{tag}/multi-copy.bin");
-    cm.copy(&k3, &k4, None, &MetadataDirective::Copy)
+    cm.copy(&CopySource::key(&k3), &k4, &MetadataDirective::Copy)
         .await
         .expect("multipart copy");
     let m4 = c.head(&k4).await.expect("head multipart copy");
@@ -379,9 +384,13 @@ async fn ssec_key_history_reads_old_objects_and_rejects_unknown_keys() {
     );
 
     // A copy re-encrypts with the write key A; the source is opened with B.
-    both.copy("h/obj", "h/reencrypted", None, &MetadataDirective::Copy)
-        .await
-        .expect("copy B -> A");
+    both.copy(
+        &CopySource::key("h/obj"),
+        "h/reencrypted",
+        &MetadataDirective::Copy,
+    )
+    .await
+    .expect("copy B -> A");
     let only_a = local.client(ssec(vec![key_a()]));
     assert_eq!(get_all(&only_a, "h/reencrypted").await, data);
 
@@ -402,9 +411,13 @@ async fn ssec_key_history_reads_old_objects_and_rejects_unknown_keys() {
     )
     .await
     .expect("rewrite with B");
-    both.copy("h/moving", "h/moved", Some(2), &MetadataDirective::Copy)
-        .await
-        .expect("copy with a stale hint");
+    both.copy(
+        &CopySource::key("h/moving").size(2),
+        "h/moved",
+        &MetadataDirective::Copy,
+    )
+    .await
+    .expect("copy with a stale hint");
     assert_eq!(both.read_hint("h/moving"), Some(ReadKey::Customer(1)));
     assert_eq!(get_all(&both, "h/moved").await, b"v2");
 
@@ -511,7 +524,7 @@ async fn keys_the_url_layer_would_mangle_round_trip() {
         assert_eq!(get_all(&c, k).await, k.as_bytes(), "{k:?}");
         assert_eq!(c.head(k).await.expect("head").size, k.len() as u64);
         let dst = format!("{k}.copy");
-        c.copy(k, &dst, None, &MetadataDirective::Copy)
+        c.copy(&CopySource::key(k), &dst, &MetadataDirective::Copy)
             .await
             .unwrap_or_else(|e| panic!("copy {k:?}: {e}"));
         assert_eq!(get_all(&c, &dst).await, k.as_bytes(), "{dst:?}");
@@ -635,9 +648,13 @@ async fn faults_that_retries_absorb() {
             c.list("f/", Some("/"), None, 1000)
                 .await
                 .unwrap_or_else(|e| panic!("{kind:?} on {op}: list: {e}"));
-            c.copy(&k, &format!("{k}.c"), None, &MetadataDirective::Copy)
-                .await
-                .unwrap_or_else(|e| panic!("{kind:?} on {op}: copy: {e}"));
+            c.copy(
+                &CopySource::key(&k),
+                &format!("{k}.c"),
+                &MetadataDirective::Copy,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?} on {op}: copy: {e}"));
             let up = c
                 .create_multipart(&format!("{k}.m"), &PutOptions::default())
                 .await
@@ -963,9 +980,13 @@ async fn addressing_variants_work_against_coslocal() {
             .await
             .unwrap_or_else(|e| panic!("{name}: put: {e}"));
         assert_eq!(get_all(&c, &k).await, b"data", "{name}");
-        c.copy(&k, &format!("{k}.copy"), None, &MetadataDirective::Copy)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: copy: {e}"));
+        c.copy(
+            &CopySource::key(&k),
+            &format!("{k}.copy"),
+            &MetadataDirective::Copy,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: copy: {e}"));
         let page = c
             .list(&format!("{name}/"), None, None, 10)
             .await

@@ -18,7 +18,7 @@ const ME: Caller = Caller {
 
 fn config(dir: &tempfile::TempDir) -> FsConfig {
     FsConfig {
-        staging_dir: dir.path().join("staging"),
+        staging_dir: Some(dir.path().join("staging")),
         staging_min_free: 0,
         part_size: MIB,
         block_size: MIB,
@@ -765,20 +765,43 @@ async fn failed_upload_is_reported_kept_and_leaves_the_old_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_keeps_its_free_space_floor() {
     let (s, fs, _d) = setup_with(MemStore::default(), |c| c.staging_min_free = 10 * MIB);
-    s.insert("f", data(2 * MIB as usize), &[]);
+    let old = data(2 * MIB as usize);
+    s.insert("f", old.clone(), &[]);
     let e = fs.lookup(ROOT_INO, "f").await.unwrap();
     fs.set_free_space_probe(Arc::new(|_| Ok(11 * MIB)));
     let fh = fs.open(e.attr.ino, libc::O_RDWR).await.unwrap();
     let err = fs.write(fh, 5, b"x").await.unwrap_err();
     assert_eq!(err.kind, FsErrorKind::NoSpace);
+    // Sticky: more space does not make the file writable again until it is closed.
     fs.set_free_space_probe(Arc::new(|_| Ok(100 * MIB)));
+    assert_eq!(
+        fs.write(fh, 5, b"x").await.unwrap_err().kind,
+        FsErrorKind::NoSpace
+    );
+    assert_eq!(fs.fsync(fh).await.unwrap_err().kind, FsErrorKind::NoSpace);
+    assert_eq!(fs.release(fh).await.unwrap_err().kind, FsErrorKind::NoSpace);
+    assert_eq!(&s.object("f").unwrap().data[..], &old[..]);
+
+    let fh = fs.open(e.attr.ino, libc::O_RDWR).await.unwrap();
     fs.write(fh, 5, b"x").await.unwrap();
     fs.set_free_space_probe(Arc::new(|_| Ok(10 * MIB + 100)));
-    // Growing by more than the slack fails; in-place writes still work.
+    // Growing by more than the slack fails, and the file's pending edit is dropped.
     assert_eq!(
         fs.write(fh, 2 * MIB, &[1u8; 200]).await.unwrap_err().kind,
         FsErrorKind::NoSpace
     );
+    assert_eq!(
+        fs.write(fh, 6, b"y").await.unwrap_err().kind,
+        FsErrorKind::NoSpace
+    );
+    assert!(fs.release(fh).await.is_err());
+    assert_eq!(&s.object("f").unwrap().data[..], &old[..]);
+
+    // In-place writes within the slack work.
+    fs.set_free_space_probe(Arc::new(|_| Ok(100 * MIB)));
+    let fh = fs.open(e.attr.ino, libc::O_RDWR).await.unwrap();
+    fs.write(fh, 5, b"x").await.unwrap();
+    fs.set_free_space_probe(Arc::new(|_| Ok(10 * MIB + 100)));
     fs.write(fh, 6, b"y").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&s.object("f").unwrap().data[5..7], b"xy");

@@ -53,7 +53,7 @@ fn mount_and_use_with_std_fs() {
     store.insert("existing.txt", "hello from the bucket", &[]);
     store.insert("dir/inner", "x", &[]);
     let cfg = FsConfig {
-        staging_dir: dir.path().join("staging"),
+        staging_dir: Some(dir.path().join("staging")),
         staging_min_free: 0,
         part_size: 1024 * 1024,
         ..FsConfig::default()

@@ -32,7 +32,7 @@ pub fn help() -> String {
         .replace("{read}", &client.read_timeout.as_secs().to_string())
         .replace("{mem_mib}", &(fs.memory_budget >> 20).to_string())
         .replace("{block_kib}", &(fs.block_size >> 10).to_string())
-        .replace("{staging}", &fs.staging_dir.display().to_string())
+        .replace("{staging}", "a fresh private directory in $TMPDIR")
         .replace("{min_free_mib}", &(fs.staging_min_free >> 20).to_string())
         .replace("{threads}", &DEFAULT_FUSE_THREADS.to_string())
         .replace("{umask:03o}", &format!("{:03o}", fs.umask))

@@ -216,7 +216,7 @@ pub fn fs_config(prefix: &str, opts: &Options) -> Result<FsConfig, CliError> {
         f.block_size = v;
     }
     if let Some(v) = &opts.staging_dir {
-        f.staging_dir = absolute(v)?;
+        f.staging_dir = Some(absolute(v)?);
     }
     if let Some(v) = opts.staging_min_free {
         f.staging_min_free = v;
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(f.parallel_count, 3);
         assert_eq!(f.memory_budget, 64 << 20);
         assert_eq!(f.block_size, 4 << 20);
-        assert_eq!(f.staging_dir, PathBuf::from("/var/tmp/st"));
+        assert_eq!(f.staging_dir, Some(PathBuf::from("/var/tmp/st")));
         assert_eq!(f.staging_min_free, 10 << 20);
         let d = fs_config("", &opts(&[])).expect("defaults");
         assert_eq!(d.prefix, "");

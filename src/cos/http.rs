@@ -37,8 +37,9 @@ use super::retry::{self, RetryPolicy};
 use super::sse::{ReadKey, SsePolicy};
 use super::xml;
 use super::{
-    limits, ByteStream, CompletedPart, DeleteFailures, GetResponse, ListPage, ListPartsPage,
-    ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PutOptions, PutResult, UploadId,
+    limits, ByteStream, CompletedPart, CopySource, DeleteFailures, GetResponse, ListPage,
+    ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PutOptions,
+    PutResult, UploadId,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -62,6 +63,11 @@ const COPY_PARALLELISM: usize = 4;
 const BLOCKING_HASH_THRESHOLD: usize = 256 * 1024;
 /// The slowest upload rate tolerated before the response headers are due (bytes/s).
 const MIN_UPLOAD_RATE: u64 = 256 * 1024;
+/// How far the server's `Initiated` times may sit before our first Initiate attempt (its
+/// times have one-second resolution, and the answer's `Date` is not the request's).
+const ORPHAN_CLOCK_SLACK: Duration = Duration::from_secs(2);
+/// Pages of List Multipart Uploads read when looking for orphans of one key.
+const ORPHAN_LIST_PAGES: usize = 10;
 
 /// The COS client. Cheap to clone (shared state behind an `Arc`).
 #[derive(Clone)]
@@ -403,6 +409,7 @@ impl CosHttpClient {
     async fn copy_single(
         &self,
         src: &str,
+        if_match: Option<&str>,
         dst: &str,
         rk: ReadKey,
         directive: &MetadataDirective,
@@ -412,6 +419,10 @@ impl CosHttpClient {
         let mut spec = RequestSpec::new(op, Method::PUT, dst)
             .read(rk)
             .header("x-cos-copy-source", self.inner.req.copy_source(src));
+        if let Some(e) = if_match {
+            // Pins the copy (and every retry of it) to the version the caller saw.
+            spec = spec.header("x-cos-copy-source-if-match", format!("\"{e}\""));
+        }
         match directive {
             MetadataDirective::Copy => spec = spec.header("x-cos-metadata-directive", "Copy"),
             MetadataDirective::Replaced(opts) => {
@@ -436,12 +447,14 @@ impl CosHttpClient {
         Ok(result)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn part_copy_with(
         &self,
         dst: &str,
         upload: &UploadId,
         number: u32,
         src: &str,
+        if_match: Option<&str>,
         range: Range<u64>,
         rk: ReadKey,
     ) -> Result<CompletedPart, CosError> {
@@ -455,7 +468,7 @@ impl CosHttpClient {
                 "empty copy range",
             ));
         }
-        let spec = RequestSpec::new(op, Method::PUT, dst)
+        let mut spec = RequestSpec::new(op, Method::PUT, dst)
             .param("partNumber", number.to_string())
             .param("uploadId", upload.0.clone())
             .read(rk)
@@ -464,6 +477,9 @@ impl CosHttpClient {
                 "x-cos-copy-source-range",
                 format!("bytes={}-{}", range.start, range.end - 1),
             );
+        if let Some(e) = if_match {
+            spec = spec.header("x-cos-copy-source-if-match", format!("\"{e}\""));
+        }
         let size = range.end - range.start;
         self.call(&spec, |resp| async move {
             let body = self.read_body(op, dst, resp).await?;
@@ -508,7 +524,9 @@ impl CosHttpClient {
             .collect();
         let result = async {
             let mut parts: Vec<CompletedPart> = futures::stream::iter(ranges)
-                .map(|(n, r)| self.part_copy_with(dst, &upload, n, src, r, rk))
+                .map(|(n, r)| {
+                    self.part_copy_with(dst, &upload, n, src, Some(&src_meta.etag), r, rk)
+                })
                 .buffer_unordered(COPY_PARALLELISM)
                 .try_collect()
                 .await?;
@@ -563,6 +581,42 @@ impl CosHttpClient {
         }
     }
 
+    /// Aborts the uploads of exactly `key`, other than `ours`, initiated at or after
+    /// `since`: the orphans a retried Initiate may have left. Best effort: a failure is
+    /// logged (the upload then waits for `cosmount` cleanup or a lifecycle rule).
+    async fn abort_orphans(&self, key: &str, ours: &UploadId, since: std::time::SystemTime) {
+        let mut marker: Option<(String, String)> = None;
+        for _ in 0..ORPHAN_LIST_PAGES {
+            let page = match self
+                .list_uploads(key, marker.as_ref().map(|(k, u)| (k.as_str(), u.as_str())))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "could not look for an upload orphaned by a retried Initiate; it may remain until aborted");
+                    return;
+                }
+            };
+            for u in &page.uploads {
+                let recent = u.initiated.is_some_and(|t| t >= since);
+                if u.key == key && u.upload_id != *ours && recent {
+                    match self.abort_multipart(key, &u.upload_id).await {
+                        Ok(()) => {
+                            tracing::debug!(key, "aborted an upload orphaned by a retried Initiate")
+                        }
+                        Err(e) => {
+                            tracing::warn!(key, error = %e, "could not abort an upload orphaned by a retried Initiate")
+                        }
+                    }
+                }
+            }
+            match page.next {
+                Some(m) => marker = Some(m),
+                None => return,
+            }
+        }
+    }
+
     fn check_echo(&self, op: CosOp, key: &str, h: &HeaderMap) -> Result<(), CosError> {
         self.sse()
             .check_echo(op, &|name| header(h, name))
@@ -570,6 +624,21 @@ impl CosHttpClient {
                 request_id: header(h, "x-cos-request-id"),
                 ..CosError::local(CosErrorKind::IntegrityMismatch, op, key, m)
             })
+    }
+}
+
+/// `NoSuchUpload` while writing parts: the upload was aborted or expired elsewhere. That is
+/// a failed write (EIO), not a missing file (the 404 would otherwise read as ENOENT).
+fn upload_gone(e: CosError) -> CosError {
+    if e.code.as_deref() == Some("NoSuchUpload") {
+        CosError {
+            kind: CosErrorKind::IntegrityMismatch,
+            message: "the multipart upload no longer exists (aborted or expired elsewhere)"
+                .to_string(),
+            ..e
+        }
+    } else {
+        e
     }
 }
 
@@ -796,6 +865,7 @@ impl ObjectClient for CosHttpClient {
             ));
         }
         let (md5, crc) = digests(&body).await;
+        let size = body.len() as u64;
         let spec = with_put_options(RequestSpec::new(op, Method::PUT, key), op, key, opts)?
             .body(body, Some(md5));
         let r = self
@@ -809,7 +879,24 @@ impl ObjectClient for CosHttpClient {
                     crc64: Some(crc),
                 })
             })
-            .await?;
+            .await;
+        let r = match r {
+            // The last attempt's answer was lost: the PUT may have gone through. Look, so
+            // the caller learns the truth instead of an error for stored data.
+            Err(e) if matches!(e.kind, CosErrorKind::Timeout | CosErrorKind::Transport) => {
+                match self.head(key).await {
+                    Ok(m) if m.size == size && m.crc64 == Some(crc) => {
+                        tracing::debug!(key, "PUT answer lost; HEAD shows the object stored");
+                        Ok(PutResult {
+                            etag: m.etag,
+                            crc64: Some(crc),
+                        })
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }?;
         self.remember(key, self.write_read_key());
         Ok(r)
     }
@@ -875,46 +962,68 @@ impl ObjectClient for CosHttpClient {
 
     async fn copy(
         &self,
-        src: &str,
+        src: &CopySource<'_>,
         dst: &str,
-        src_size: Option<u64>,
         directive: &MetadataDirective,
     ) -> Result<PutResult, CosError> {
         let op = CosOp::CopyObject;
-        check_key(op, src)?;
+        let key = src.key;
+        check_key(op, key)?;
         check_key(op, dst)?;
-        let (_, mut meta) = self.source_key(src).await?;
-        let size = match (src_size, &meta) {
+        let (_, mut meta) = self.source_key(key).await?;
+        let size = match (src.size, &meta) {
             (Some(s), _) => s,
             (None, Some(m)) => m.size,
             (None, None) => {
-                let m = self.head(src).await?;
+                let m = self.head(key).await?;
                 let s = m.size;
                 meta = Some(m);
                 s
             }
         };
+        if let (Some(want), Some(m)) = (src.etag, &meta) {
+            if m.etag != want {
+                return Err(CosError::local(
+                    CosErrorKind::PreconditionFailed,
+                    op,
+                    key,
+                    format!("the copy source changed (ETag {want} became {})", m.etag),
+                ));
+            }
+        }
         if size > self.inner.multipart_copy_threshold {
             // Initiate does not copy attributes: they come from the source's HEAD.
             let meta = match meta {
                 Some(m) => m,
-                None => self.head(src).await?,
+                None => self.head(key).await?,
             };
-            let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
+            if src.etag.is_some_and(|want| want != meta.etag) {
+                return Err(CosError::local(
+                    CosErrorKind::PreconditionFailed,
+                    op,
+                    key,
+                    "the copy source changed",
+                ));
+            }
+            let rk = self.read_hint(key).unwrap_or(ReadKey::Plain);
             return self
-                .copy_multipart(src, dst, size, rk, directive, &meta)
+                .copy_multipart(key, dst, size, rk, directive, &meta)
                 .await;
         }
-        let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
-        let src_crc = meta.as_ref().and_then(|m| m.crc64);
-        match self.copy_single(src, dst, rk, directive, src_crc).await {
+        let rk = self.read_hint(key).unwrap_or(ReadKey::Plain);
+        let src_crc = meta.as_ref().and_then(|m| m.crc64).or(src.crc64);
+        match self
+            .copy_single(key, src.etag, dst, rk, directive, src_crc)
+            .await
+        {
             // The remembered key was stale (the source was rewritten elsewhere): find the
             // right one with a HEAD and try once more.
             Err(e) if meta.is_none() && self.sse().uses_customer_keys() && is_key_rejection(&e) => {
-                self.forget(src);
-                let m = self.head(src).await?;
-                let rk = self.read_hint(src).unwrap_or(ReadKey::Plain);
-                self.copy_single(src, dst, rk, directive, m.crc64).await
+                self.forget(key);
+                let m = self.head(key).await?;
+                let rk = self.read_hint(key).unwrap_or(ReadKey::Plain);
+                self.copy_single(key, src.etag, dst, rk, directive, m.crc64)
+                    .await
             }
             other => other,
         }
@@ -925,12 +1034,41 @@ impl ObjectClient for CosHttpClient {
         check_key(op, key)?;
         let spec = with_put_options(RequestSpec::new(op, Method::POST, key), op, key, opts)?
             .flag("uploads");
-        self.call(&spec, |resp| async move {
-            self.check_echo(op, key, resp.headers())?;
-            let body = self.read_body(op, key, resp).await?;
-            xml::parse_initiate(&body).map_err(|m| invalid(op, key, &m))
+        let spec = &spec;
+        let started = std::time::Instant::now();
+        // Set when an attempt failed in a way that may have created an upload anyway.
+        let ambiguous = std::sync::atomic::AtomicBool::new(false);
+        let ambiguous = &ambiguous;
+        let (id, server_now) = retry::run(&self.inner.retry, op, key, |_| async move {
+            let r: Result<(UploadId, Option<std::time::SystemTime>), CosError> = async {
+                let resp = self.attempt(spec).await?;
+                self.check_echo(op, key, resp.headers())?;
+                let server_now =
+                    header(resp.headers(), "date").and_then(|d| httpdate::parse_http_date(&d).ok());
+                let body = self.read_body(op, key, resp).await?;
+                let id = xml::parse_initiate(&body).map_err(|m| invalid(op, key, &m))?;
+                Ok((id, server_now))
+            }
+            .await;
+            if let Err(e) = &r {
+                if matches!(e.kind, CosErrorKind::Timeout | CosErrorKind::Transport) {
+                    ambiguous.store(true, Ordering::Relaxed);
+                }
+            }
+            r
         })
-        .await
+        .await?;
+        if ambiguous.load(Ordering::Relaxed) {
+            // An earlier attempt may have created an upload whose answer we never saw: it
+            // would stay, billed, until aborted. It was initiated after our first attempt
+            // was sent, by the server's clock.
+            let since = server_now
+                .unwrap_or_else(std::time::SystemTime::now)
+                .checked_sub(started.elapsed() + ORPHAN_CLOCK_SLACK)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            self.abort_orphans(key, &id, since).await;
+        }
+        Ok(id)
     }
 
     async fn upload_part(
@@ -969,6 +1107,7 @@ impl ObjectClient for CosHttpClient {
             })
         })
         .await
+        .map_err(upload_gone)
     }
 
     async fn upload_part_copy(
@@ -982,7 +1121,7 @@ impl ObjectClient for CosHttpClient {
         check_key(CosOp::UploadPartCopy, key)?;
         check_key(CosOp::UploadPartCopy, src)?;
         let (rk, _) = self.source_key(src).await?;
-        self.part_copy_with(key, upload, number, src, range, rk)
+        self.part_copy_with(key, upload, number, src, None, range, rk)
             .await
     }
 
@@ -1020,14 +1159,31 @@ impl ObjectClient for CosHttpClient {
         let r = retry::run(&self.inner.retry, op, key, |attempt| async move {
             let resp = match self.attempt(spec).await {
                 Ok(resp) => resp,
-                // A retried Complete whose first attempt went through (its answer was
-                // lost) finds the upload gone: accept it if the object is the one the
-                // parts make.
-                Err(e) if attempt > 1 && e.code.as_deref() == Some("NoSuchUpload") => {
-                    return self
-                        .completed_earlier(key, parts.len(), size, expected_crc)
-                        .await
-                        .ok_or(e);
+                // The upload is gone. After a lost answer that is our own earlier attempt
+                // having gone through: accept it if the object is the one the parts make.
+                // Either way it is never "no such file": the caller gets an I/O error.
+                Err(e) if e.code.as_deref() == Some("NoSuchUpload") => {
+                    if attempt > 1 {
+                        if let Some(done) = self
+                            .completed_earlier(key, parts.len(), size, expected_crc)
+                            .await
+                        {
+                            return Ok(done);
+                        }
+                    }
+                    return Err(CosError {
+                        kind: CosErrorKind::IntegrityMismatch,
+                        message: if attempt > 1 {
+                            "the upload disappeared after an answer was lost, and the object \
+                             is not the one its parts make"
+                                .to_string()
+                        } else {
+                            "the multipart upload no longer exists (aborted or expired \
+                             elsewhere); nothing was stored"
+                                .to_string()
+                        },
+                        ..e
+                    });
                 }
                 Err(e) => return Err(e),
             };

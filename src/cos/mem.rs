@@ -14,9 +14,9 @@ use super::limits::{MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
 use super::op::CosOp;
 use super::sse::{ReadKey, SseMode, SsePolicy};
 use super::{
-    CompletedPart, DeleteFailures, Encryption, GetResponse, ListEntry, ListPage, ListPartsPage,
-    ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PartInfo, PutOptions, PutResult,
-    UploadId, UploadInfo,
+    CompletedPart, CopySource, DeleteFailures, Encryption, GetResponse, ListEntry, ListPage,
+    ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PartInfo,
+    PutOptions, PutResult, UploadId, UploadInfo,
 };
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -39,6 +39,9 @@ pub struct MemObject {
     /// The key a read of this object needs.
     pub read_key: ReadKey,
     pub encryption: Encryption,
+    /// CRC-64/ECMA of `data` as stored (reported as `x-cos-hash-crc64ecma`; `corrupt`
+    /// changes the data but not this).
+    pub crc64: u64,
 }
 
 struct Upload {
@@ -131,6 +134,22 @@ impl MemStore {
         self.state.lock().uploads.len()
     }
 
+    /// Flips one bit of the stored data of `key` at `offset`, leaving its ETag and CRC-64
+    /// as recorded (bit rot for integrity tests). False if there is no such byte.
+    pub fn corrupt(&self, key: &str, offset: usize) -> bool {
+        let mut st = self.state.lock();
+        let Some(o) = st.objects.get_mut(key) else {
+            return false;
+        };
+        if offset >= o.data.len() {
+            return false;
+        }
+        let mut v = o.data.to_vec();
+        v[offset] ^= 1;
+        o.data = Bytes::from(v);
+        true
+    }
+
     /// Stores an object exactly as given (e.g. one copied from another store).
     pub fn insert_object(&self, key: &str, obj: MemObject) {
         self.state.lock().objects.insert(key.to_string(), obj);
@@ -214,6 +233,7 @@ impl MemStore {
         };
         MemObject {
             etag: hex(&Md5::digest(&data)),
+            crc64: super::crc64::crc64(&data),
             data,
             last_modified: SystemTime::now(),
             content_type: opts.content_type.clone(),
@@ -232,7 +252,7 @@ impl MemStore {
             last_modified: o.last_modified,
             content_type: o.content_type.clone(),
             user_meta: o.user_meta.clone(),
-            crc64: None,
+            crc64: Some(o.crc64),
             storage_class: None,
             encryption: o.encryption.clone(),
         }
@@ -267,12 +287,13 @@ impl MemStore {
             .ok_or_else(|| err(op, key, 404, "NoSuchUpload"))?;
         let etag = hex(&Md5::digest(&body));
         let size = body.len() as u64;
+        let crc = super::crc64::crc64(&body);
         up.parts.insert(number, (etag.clone(), body));
         Ok(CompletedPart {
             number,
             etag,
             size,
-            crc64: None,
+            crc64: Some(crc),
         })
     }
 
@@ -415,11 +436,17 @@ impl ObjectClient for MemStore {
             return Err(err(CosOp::PutObject, key, 400, "EntityTooLarge"));
         }
         let (names, rk, _) = self.create_sse(CosOp::PutObject, ReadKey::Plain);
+        // Stored as its own copy, as a server would: the caller's buffer (and the memory
+        // budget it carries) is free once the request is answered.
+        let body = Bytes::copy_from_slice(&body);
         let mut st = self.state.lock();
         let obj = self.new_object(&mut st, body, opts, names, rk);
-        let etag = obj.etag.clone();
+        let (etag, crc) = (obj.etag.clone(), obj.crc64);
         st.objects.insert(key.to_string(), obj);
-        Ok(PutResult { etag, crc64: None })
+        Ok(PutResult {
+            etag,
+            crc64: Some(crc),
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), CosError> {
@@ -442,11 +469,11 @@ impl ObjectClient for MemStore {
 
     async fn copy(
         &self,
-        src: &str,
+        source: &CopySource<'_>,
         dst: &str,
-        _src_size: Option<u64>,
         directive: &MetadataDirective,
     ) -> Result<PutResult, CosError> {
+        let src = source.key;
         self.enter(CosOp::CopyObject, dst).await?;
         let o = self
             .read_obj(CosOp::CopyObject, src)
@@ -454,6 +481,9 @@ impl ObjectClient for MemStore {
                 CosErrorKind::NotFound => err(CosOp::CopyObject, src, 404, "NoSuchCopySource"),
                 _ => e,
             })?;
+        if source.etag.is_some_and(|e| e != o.etag) {
+            return Err(err(CosOp::CopyObject, src, 412, "PreconditionFailed"));
+        }
         if src == dst && *directive == MetadataDirective::Copy {
             return Err(err(CosOp::CopyObject, dst, 400, "InvalidRequest"));
         }
@@ -467,9 +497,12 @@ impl ObjectClient for MemStore {
         let (names, rk, _) = self.create_sse(CosOp::CopyObject, o.read_key);
         let mut st = self.state.lock();
         let obj = self.new_object(&mut st, o.data.clone(), &opts, names, rk);
-        let etag = obj.etag.clone();
+        let (etag, crc) = (obj.etag.clone(), obj.crc64);
         st.objects.insert(dst.to_string(), obj);
-        Ok(PutResult { etag, crc64: None })
+        Ok(PutResult {
+            etag,
+            crc64: Some(crc),
+        })
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId, CosError> {
@@ -505,6 +538,8 @@ impl ObjectClient for MemStore {
         if body.len() as u64 > MAX_PART_SIZE {
             return Err(err(CosOp::UploadPart, key, 400, "EntityTooLarge"));
         }
+        // A copy, as a server keeps: the caller's buffer is free once answered.
+        let body = Bytes::copy_from_slice(&body);
         self.store_part(CosOp::UploadPart, key, upload, number, body)
     }
 
@@ -569,9 +604,12 @@ impl ObjectClient for MemStore {
         };
         let mut obj = self.new_object(&mut st, Bytes::from(data), &up.opts, up.sse_headers, rk);
         obj.etag = format!("{}-{}", obj.etag, parts.len());
-        let etag = obj.etag.clone();
+        let (etag, crc) = (obj.etag.clone(), obj.crc64);
         st.objects.insert(key.to_string(), obj);
-        Ok(PutResult { etag, crc64: None })
+        Ok(PutResult {
+            etag,
+            crc64: Some(crc),
+        })
     }
 
     async fn abort_multipart(&self, key: &str, upload: &UploadId) -> Result<(), CosError> {
@@ -749,7 +787,7 @@ mod tests {
             let o = s.object("k").unwrap();
             assert_eq!(o.read_key, ReadKey::Customer(0));
             assert!(o.sse_headers.contains(&crate::cos::sse::H_SSEC_KEY));
-            s.copy("k", "k2", None, &MetadataDirective::Copy)
+            s.copy(&CopySource::key("k"), "k2", &MetadataDirective::Copy)
                 .await
                 .unwrap();
             let o2 = s.object("k2").unwrap();

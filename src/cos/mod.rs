@@ -153,6 +153,43 @@ pub enum MetadataDirective {
     Replaced(PutOptions),
 }
 
+/// The source of a server-side copy: its key, and what the caller knows of it. A known
+/// ETag pins the copy to that version (`x-cos-copy-source-If-Match`: a changed source
+/// fails with PreconditionFailed instead of copying other bytes, on every retry); a known
+/// size saves a HEAD; a known CRC-64 is compared with the copy's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopySource<'a> {
+    pub key: &'a str,
+    pub size: Option<u64>,
+    pub etag: Option<&'a str>,
+    pub crc64: Option<u64>,
+}
+
+impl<'a> CopySource<'a> {
+    /// A source known by its key only.
+    pub fn key(key: &'a str) -> CopySource<'a> {
+        CopySource {
+            key,
+            ..CopySource::default()
+        }
+    }
+
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    pub fn etag(mut self, etag: Option<&'a str>) -> Self {
+        self.etag = etag;
+        self
+    }
+
+    pub fn crc64(mut self, crc: Option<u64>) -> Self {
+        self.crc64 = crc;
+        self
+    }
+}
+
 /// Keys of a multi-delete that COS did not delete, with its code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteFailures(pub Vec<(String, String)>);
@@ -223,12 +260,11 @@ pub trait ObjectClient: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DeleteFailures, CosError>> + Send;
 
     /// Server-side copy `src` → `dst`. Sources larger than the single-copy limit are
-    /// copied with multipart Upload Part - Copy. `src_size` avoids a HEAD when known.
+    /// copied with multipart Upload Part - Copy.
     fn copy(
         &self,
-        src: &str,
+        src: &CopySource<'_>,
         dst: &str,
-        src_size: Option<u64>,
         directive: &MetadataDirective,
     ) -> impl Future<Output = Result<PutResult, CosError>> + Send;
 

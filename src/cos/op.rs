@@ -65,9 +65,13 @@ impl CosOp {
         }
     }
 
-    /// Whether sending the request twice leaves the bucket as sending it once would.
-    /// Non-idempotent requests are still retried on errors that prove the server did not
-    /// act (5xx, SlowDown); this only matters for ambiguous failures such as timeouts.
+    /// Whether an ambiguous failure (a timeout, a reset, an answer cut off) may be retried.
+    /// Errors that prove the server did not act (5xx, SlowDown) are retried for every
+    /// operation. Every operation cosmount sends is safe to repeat, some only with the
+    /// recovery the client adds for them: a repeated Initiate can leave an orphan upload
+    /// (the client finds and aborts it), a repeated Complete finds its upload gone (the
+    /// client accepts it only if HEAD shows the object the parts make), a repeated copy is
+    /// pinned to the source version with `x-cos-copy-source-If-Match`.
     pub fn is_idempotent(self) -> bool {
         match self {
             CosOp::HeadBucket
@@ -83,9 +87,8 @@ impl CosOp {
             | CosOp::CompleteMultipart
             | CosOp::AbortMultipart
             | CosOp::ListParts
-            | CosOp::ListMultipartUploads => true,
-            // A retried Initiate can leave an orphan upload behind; harmless but billed.
-            CosOp::InitiateMultipart => false,
+            | CosOp::ListMultipartUploads
+            | CosOp::InitiateMultipart => true,
         }
     }
 }

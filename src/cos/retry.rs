@@ -12,17 +12,58 @@ use super::error::{CosError, CosErrorKind};
 use super::op::CosOp;
 use rand::Rng;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The retry bounds of one client.
+/// What the retry loop did, counted over the life of a client: how many operations
+/// needed more than one attempt and were saved by it, and how many gave up.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    /// Attempts after the first (every retry sent).
+    pub retries: AtomicU64,
+    /// Operations that failed at least once and then succeeded.
+    pub recovered: AtomicU64,
+    /// Operations that failed with a retryable error once the bounds were reached.
+    pub gave_up: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetrySnapshot {
+    pub retries: u64,
+    pub recovered: u64,
+    pub gave_up: u64,
+}
+
+impl RetryStats {
+    pub fn snapshot(&self) -> RetrySnapshot {
+        RetrySnapshot {
+            retries: self.retries.load(Ordering::Relaxed),
+            recovered: self.recovered.load(Ordering::Relaxed),
+            gave_up: self.gave_up.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The retry bounds of one client (clones share the counters).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     cfg: RetryConfig,
+    stats: Arc<RetryStats>,
 }
 
 impl RetryPolicy {
     pub fn new(cfg: RetryConfig) -> Self {
-        RetryPolicy { cfg }
+        RetryPolicy {
+            cfg,
+            stats: Arc::new(RetryStats::default()),
+        }
+    }
+
+    /// The counters of every loop run under this policy.
+    pub fn stats(&self) -> &RetryStats {
+        &self.stats
     }
 
     pub fn config(&self) -> &RetryConfig {
@@ -82,12 +123,16 @@ where
         match attempt_fn(attempt).await {
             Ok(v) => {
                 if attempt > 1 {
+                    policy.stats.recovered.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(op = op.name(), key, attempt, "succeeded after retries");
                 }
                 return Ok(v);
             }
             Err(e) => {
                 if !policy.should_retry(op, &e, attempt, start.elapsed()) {
+                    if e.kind.is_retryable() {
+                        policy.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                    }
                     if attempt > 1 && e.kind.is_retryable() {
                         tracing::warn!(op = op.name(), key, attempts = attempt, kind = ?e.kind,
                             code = e.code.as_deref().unwrap_or(""), "giving up after retries");
@@ -110,6 +155,7 @@ where
                         wait_ms = wait.as_millis() as u64, "retrying COS request");
                 }
                 tokio::time::sleep(wait).await;
+                policy.stats.retries.fetch_add(1, Ordering::Relaxed);
                 attempt += 1;
             }
         }
@@ -161,9 +207,9 @@ mod tests {
             1,
             Duration::ZERO
         ));
-        // Ambiguous failures of a non-idempotent op are not repeated.
+        // Ambiguous failures are repeated: Initiate too (the client cleans up orphans).
         let t = CosError::local(CosErrorKind::Timeout, CosOp::InitiateMultipart, "k", "x");
-        assert!(!p.should_retry(CosOp::InitiateMultipart, &t, 1, Duration::ZERO));
+        assert!(p.should_retry(CosOp::InitiateMultipart, &t, 1, Duration::ZERO));
         assert!(p.should_retry(CosOp::PutObject, &t, 1, Duration::ZERO));
         assert!(p.should_retry(
             CosOp::InitiateMultipart,

@@ -32,10 +32,14 @@ pub struct FsConfig {
     pub part_size: u64,
     /// Concurrent requests per transfer (cosfs `parallel_count`).
     pub parallel_count: usize,
-    /// Directory for staging files of random writes; created if missing.
-    pub staging_dir: PathBuf,
+    /// Directory for staging files of random writes: created 0700 if missing, refused if
+    /// not private. `None`: a fresh private directory under `$TMPDIR`, removed at exit.
+    pub staging_dir: Option<PathBuf>,
     /// Free bytes to keep on the staging file system; writes that would go below fail with ENOSPC.
     pub staging_min_free: u64,
+    /// Staging files (one open descriptor each) that may exist at once; a write needing
+    /// one more fails with EMFILE. The CLI derives it from RLIMIT_NOFILE.
+    pub max_staging_files: usize,
     /// `x-cos-storage-class` of new objects is a client setting; nothing here.
     /// Concurrent HEADs used to fetch attributes for a directory listing (0: do not
     /// fetch attributes after a listing; each lookup then asks the bucket itself).
@@ -62,8 +66,9 @@ impl Default for FsConfig {
             // cosfs's default multipart size.
             part_size: 10 * 1024 * 1024,
             parallel_count: 8,
-            staging_dir: std::env::temp_dir().join("cosmount-staging"),
+            staging_dir: None,
             staging_min_free: 1024 * 1024 * 1024,
+            max_staging_files: 4096,
             listing_head_concurrency: 32,
         }
     }

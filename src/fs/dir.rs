@@ -102,6 +102,7 @@ impl<C: ObjectClient> CosFs<C> {
                     ),
                     size: o.size,
                     etag: Some(o.etag.clone()),
+                    crc64: None,
                     content_type: None,
                     user_meta: BTreeMap::new(),
                     has_marker: false,
@@ -168,7 +169,12 @@ impl<C: ObjectClient> CosFs<C> {
                 let found = if is_dir {
                     match c.head(&format!("{key}/")).await {
                         Ok(m) => Some(me.found_dir_marker(&m)),
-                        Err(e) if e.kind == CosErrorKind::NotFound => Some(me.found_implicit_dir()),
+                        Err(e)
+                            if e.kind == CosErrorKind::NotFound
+                                || super::lookup::marker_unreadable(&e) =>
+                        {
+                            Some(me.found_implicit_dir())
+                        }
                         Err(_) => None,
                     }
                 } else {
@@ -179,6 +185,7 @@ impl<C: ObjectClient> CosFs<C> {
                             (meta.kind != FileKind::Directory).then_some(Found {
                                 meta,
                                 size: m.size,
+                                crc64: m.crc64,
                                 etag: Some(m.etag),
                                 content_type: m.content_type,
                                 user_meta: m.user_meta,
@@ -249,6 +256,7 @@ impl<C: ObjectClient> CosFs<C> {
             meta,
             size: 0,
             etag: Some(r.etag),
+            crc64: r.crc64,
             content_type: opts.content_type,
             user_meta: opts.user_meta,
             has_marker: true,

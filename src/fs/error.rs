@@ -36,6 +36,8 @@ pub enum FsErrorKind {
     FileTooLarge,
     /// A file handle that is not (or no longer) open.
     BadHandle,
+    /// The staging area's file-descriptor budget (or the process's) is used up.
+    TooManyFiles,
     /// A local I/O failure (staging file).
     LocalIo,
 }
@@ -78,6 +80,7 @@ impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> FsError {
         let kind = match e.raw_os_error() {
             Some(libc::ENOSPC) => FsErrorKind::NoSpace,
+            Some(libc::EMFILE | libc::ENFILE) => FsErrorKind::TooManyFiles,
             _ => FsErrorKind::LocalIo,
         };
         FsError {

@@ -1,10 +1,13 @@
-//! Open file handles and data: `open`, handle registry, `read` (through the block
-//! cache, seeing content of other handles not uploaded yet) and `write` (streaming
-//! upload or local staging file).
+//! Open file handles and data: `open`, the handle registry (every handle of an inode
+//! shares one `OpenFile`), `read` (pending data of the file first, else the bucket
+//! through the block cache) and `write` (streaming upload or local staging file). Every
+//! change of the shared write state goes through `settle`, which makes errors sticky
+//! (see `open_file`).
 
 use super::error::fs_err;
-use super::read::{ObjectVersion, Prefetch};
-use super::write::{Stream, WriteState};
+use super::open_file::{OpenFile, WriteState};
+use super::read::{ObjectVersion, ReadState};
+use super::write::Stream;
 use super::{CosFs, FileHandle, FileKind, FsError, FsErrorKind, OpenMode};
 use crate::cos::{CosErrorKind, ObjectClient};
 use bytes::Bytes;
@@ -14,14 +17,25 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 impl<C: ObjectClient> CosFs<C> {
-    pub(super) fn register_handle(&self, ino: u64, writable: bool, state: WriteState) -> u64 {
+    /// Registers a handle of `ino`; `fresh` is the write state to start with when the
+    /// inode has no open handle yet (an existing shared state is joined as it is).
+    pub(super) fn register_handle(&self, ino: u64, writable: bool, fresh: WriteState) -> u64 {
         let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+        let file = {
+            let mut open = self.inner.open_files.lock();
+            let of = open
+                .entry(ino)
+                .or_insert_with(|| Arc::new(OpenFile::new(ino, fresh)))
+                .clone();
+            of.add_handle();
+            of
+        };
         let h = Arc::new(FileHandle {
             ino,
             writable,
             served: std::sync::atomic::AtomicBool::new(false),
-            prefetch: Mutex::new(Prefetch::new(self.inner.config.parallel_count)),
-            state: tokio::sync::Mutex::new(state),
+            read: Mutex::new(ReadState::new(self.inner.config.parallel_count)),
+            file,
         });
         self.inner.files.lock().insert(fh, h);
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
@@ -39,6 +53,11 @@ impl<C: ObjectClient> CosFs<C> {
             .ok_or_else(|| fs_err(FsErrorKind::BadHandle, format!("file handle {fh}")))
     }
 
+    /// The shared state of `ino`, if it has open handles.
+    pub(super) fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        self.inner.open_files.lock().get(&ino).cloned()
+    }
+
     pub async fn open(&self, ino: u64, flags: i32) -> Result<u64, FsError> {
         let m = OpenMode::from_flags(flags);
         if m.write {
@@ -48,13 +67,23 @@ impl<C: ObjectClient> CosFs<C> {
         if attr.kind == FileKind::Directory {
             return Err(fs_err(FsErrorKind::IsDir, format!("inode {ino}")));
         }
-        let state = if m.write && m.truncate {
+        if !(m.write && m.truncate) {
+            return Ok(self.register_handle(ino, m.write, WriteState::Clean));
+        }
+        // O_TRUNC: the file's content is now empty, for every handle.
+        let fh = self.register_handle(ino, true, WriteState::Stream(Stream::new()));
+        let of = self.handle(fh)?.file.clone();
+        let mut st = of.state.lock().await;
+        // A failed file stays failed until its last handle closes; this handle joins it.
+        if st.failed().is_ok() {
+            // Joined an existing state: replace it (a started upload is aborted by its
+            // guard; truncation discards what was written before, on purpose).
+            if !matches!(&*st, WriteState::Stream(s) if s.pos == 0 && s.all_buffered()) {
+                *st = WriteState::Stream(Stream::new());
+            }
             self.mark_local(ino, Some(0));
-            WriteState::Stream(Stream::new())
-        } else {
-            WriteState::Clean
-        };
-        Ok(self.register_handle(ino, m.write, state))
+        }
+        Ok(fh)
     }
 
     /// Marks an inode as having local content, optionally setting its size.
@@ -81,55 +110,73 @@ impl<C: ObjectClient> CosFs<C> {
                 key,
                 etag,
                 size: n.size,
+                crc64: n.crc64,
             }),
             // A file created here and not uploaded yet: empty.
             None => Ok(ObjectVersion {
                 key,
                 etag: String::new(),
                 size: 0,
+                crc64: None,
             }),
         }
     }
 
-    /// Another handle of `ino` holding content not uploaded yet (reads must see it).
-    pub(super) async fn pending_writer(&self, ino: u64) -> Option<Arc<FileHandle>> {
-        if !self.node(ino).ok()?.local {
-            return None;
+    /// Ends a change of the shared write state: an error moves the file to `Failed` (its
+    /// pending data discarded, the bucket untouched) and is returned, now and by every
+    /// later call on any handle of the file until the last one closes.
+    pub(super) fn settle<T>(
+        &self,
+        ino: u64,
+        st: &mut WriteState,
+        r: Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let e = match r {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if let WriteState::Failed(_) = st {
+            return Err(e);
         }
-        let hs: Vec<Arc<FileHandle>> = self
-            .inner
-            .files
-            .lock()
-            .values()
-            .filter(|o| o.ino == ino && o.writable)
-            .cloned()
-            .collect();
-        for w in hs {
-            if w.state.lock().await.is_pending() {
-                return Some(w);
+        // Dropping the old state aborts a started multipart upload (its guard).
+        *st = WriteState::Failed(e.clone());
+        let key = self.key_of(ino).unwrap_or_default();
+        let outcome = match e.kind {
+            // The last request's answer was lost: it may have gone through.
+            FsErrorKind::Cos(CosErrorKind::Timeout | CosErrorKind::Transport) => {
+                "the previous object may or may not have been replaced (an answer was lost)"
             }
+            _ => "the previous object is unchanged",
+        };
+        tracing::error!(key = %key, errno = crate::fuse::errno_of(&e), error = %e,
+            "write failed: {outcome}; every write, read, fsync and close of this file now fails until it is closed");
+        // Attributes shown now come from the bucket again.
+        if let Some(n) = self.inner.table.lock().get_mut(ino) {
+            n.local = false;
+            n.expires = Instant::now();
         }
-        None
+        Err(e)
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let h = self.handle(fh)?;
-        let writer = if h.writable {
-            Some(h.clone())
-        } else {
-            self.pending_writer(h.ino).await
-        };
-        if let Some(wh) = writer {
-            let mut st = wh.state.lock().await;
-            if let WriteState::Stream(s) = &*st {
-                if s.pos > 0 {
-                    self.to_staging(h.ino, &mut st).await?;
-                }
+        {
+            let mut st = h.file.state.lock().await;
+            st.failed()?;
+            let needs_staging = matches!(&*st, WriteState::Stream(s) if !s.all_buffered());
+            if needs_staging {
+                // Parts went out already: they can only be read back once committed.
+                let r = self.to_staging(h.ino, &mut st).await;
+                self.settle(h.ino, &mut st, r)?;
             }
             match &*st {
-                WriteState::Staged(s) => return s.read(offset, size),
-                WriteState::Stream(_) => return Ok(Bytes::new()),
-                WriteState::Clean | WriteState::Failed(_) => {}
+                WriteState::Stream(s) => return Ok(s.read_buffered(offset, size)),
+                WriteState::Staged(s) => {
+                    let r = s.read(offset, size);
+                    return self.settle(h.ino, &mut st, r);
+                }
+                WriteState::Clean => {}
+                WriteState::Failed(e) => return Err(e.clone()),
             }
         }
         let mut retried = false;
@@ -138,7 +185,7 @@ impl<C: ObjectClient> CosFs<C> {
             if v.size == 0 {
                 return Ok(Bytes::new());
             }
-            match self.inner.reader.read(&v, &h.prefetch, offset, size).await {
+            match self.inner.reader.read(&v, &h.read, offset, size).await {
                 Ok(b) => {
                     h.served.store(true, Ordering::Relaxed);
                     return Ok(b);
@@ -158,47 +205,38 @@ impl<C: ObjectClient> CosFs<C> {
         }
     }
 
-    /// Puts the handle's content into a staging file: moves an in-memory stream, or
-    /// completes a streamed upload and downloads the result, or downloads the object.
+    /// Puts the file's content into a staging file: copies an in-memory stream, or
+    /// completes a streamed upload and downloads the result, or downloads the object. On
+    /// success the state is `Staged`; on error the caller settles it to `Failed`.
     pub(super) async fn to_staging(&self, ino: u64, st: &mut WriteState) -> Result<(), FsError> {
         let w = &self.inner.writer;
-        let cur = std::mem::replace(st, WriteState::Clean);
-        let next = match cur {
-            WriteState::Stream(s) if s.all_buffered() => s.into_staging(w),
-            WriteState::Stream(s) => {
+        let next = match &*st {
+            WriteState::Staged(_) | WriteState::Failed(_) => return Ok(()),
+            // Built beside the stream; the stream is let go only once this exists.
+            WriteState::Stream(s) if s.all_buffered() => s.copy_to_staging(&w.staging)?,
+            WriteState::Stream(_) => {
+                let WriteState::Stream(s) = std::mem::replace(st, WriteState::Clean) else {
+                    return Err(fs_err(FsErrorKind::LocalIo, "write state changed"));
+                };
                 let pos = s.pos;
-                match self.finish_stream(ino, s).await {
-                    Ok(()) => w.download(&self.key_of(ino)?, pos).await.map(|mut x| {
-                        x.dirty = false;
-                        x
-                    }),
-                    Err(e) => {
-                        *st = WriteState::Failed(e.clone());
-                        return Err(e);
-                    }
-                }
+                // Completing is the only way to read parts back; on failure the caller
+                // settles to Failed (the upload aborted, the old object intact).
+                self.commit_stream(ino, s).await?;
+                let mut x = w.download(&self.key_of(ino)?, pos).await?;
+                x.dirty = false;
+                x
             }
             WriteState::Clean => {
                 let v = self.version(ino).await?;
                 if v.etag.is_empty() {
-                    w.new_staging()
+                    w.staging.new_file()?
                 } else {
-                    w.download(&v.key, v.size).await
+                    w.download(&v.key, v.size).await?
                 }
             }
-            s @ (WriteState::Staged(_) | WriteState::Failed(_)) => {
-                *st = s;
-                return Ok(());
-            }
         };
-        match next {
-            Ok(x) => {
-                *st = WriteState::Staged(x);
-                Ok(())
-            }
-            // Nothing was lost: the content is still in the bucket (or was empty).
-            Err(e) => Err(e),
-        }
+        *st = WriteState::Staged(next);
+        Ok(())
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
@@ -210,38 +248,47 @@ impl<C: ObjectClient> CosFs<C> {
                 "handle not open for writing",
             ));
         }
-        let mut st = h.state.lock().await;
-        if let WriteState::Failed(e) = &*st {
-            return Err(e.clone());
-        }
-        if let WriteState::Clean = &*st {
-            let n = self.node(h.ino)?;
+        let mut st = h.file.state.lock().await;
+        st.failed()?;
+        let r = self.write_locked(h.ino, &mut st, offset, data).await;
+        self.settle(h.ino, &mut st, r)
+    }
+
+    async fn write_locked(
+        &self,
+        ino: u64,
+        st: &mut WriteState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32, FsError> {
+        let w = &self.inner.writer;
+        if let WriteState::Clean = st {
+            let n = self.node(ino)?;
             if n.size == 0 && offset == 0 {
                 *st = WriteState::Stream(Stream::new());
             } else {
-                self.to_staging(h.ino, &mut st).await?;
+                self.to_staging(ino, st).await?;
             }
         }
-        if let WriteState::Stream(s) = &mut *st {
+        if let WriteState::Stream(s) = st {
             // Out of order: stage. Out of memory before any part went out: spill to a
-            // staging file rather than wait for budget that idle handles may never free.
-            if s.pos != offset || (s.all_buffered() && !s.try_grow(&self.inner.writer, data.len()))
-            {
-                self.to_staging(h.ino, &mut st).await?;
+            // staging file rather than wait for budget that idle files may never free.
+            if s.pos != offset || (s.all_buffered() && !s.try_grow(w, data.len())) {
+                self.to_staging(ino, st).await?;
             }
         }
         let end = offset + data.len() as u64;
-        match &mut *st {
+        match st {
             WriteState::Stream(s) => {
-                let (key, opts) = self.upload_target(h.ino)?;
-                s.write(&self.inner.writer, &key, &opts, data).await?;
+                let (key, opts) = self.upload_target(ino)?;
+                s.write(w, &key, &opts, data).await?;
             }
-            WriteState::Staged(s) => s.write(&self.inner.writer, offset, data)?,
+            WriteState::Staged(s) => s.write(&w.staging, offset, data)?,
             WriteState::Clean | WriteState::Failed(_) => {
                 return Err(fs_err(FsErrorKind::LocalIo, "write state lost"));
             }
         }
-        if let Some(n) = self.inner.table.lock().get_mut(h.ino) {
+        if let Some(n) = self.inner.table.lock().get_mut(ino) {
             n.local = true;
             n.size = n.size.max(end);
             n.meta.mtime = SystemTime::now();

@@ -1,10 +1,12 @@
-//! Uploading what handles hold: `flush`, `fsync`, `release`, `flush_all`, and recording
-//! the uploaded object (ETag, size) in the inode table. Upload errors stick to the
-//! handle and are repeated.
+//! Uploading what files hold: `flush`, `fsync`, `release`, `flush_under` (before a rename)
+//! and `flush_all` (unmount, SIGTERM), and recording the uploaded object (ETag, size,
+//! CRC-64) in the inode table. Each works on the file's shared write state and settles
+//! its result, so an upload error is returned again by every later call (`open_file`).
 
-use super::write::{Stream, WriteState};
-use super::{attr, not_found, CosFs, FileHandle, FsError};
-use crate::cos::{MetadataDirective, ObjectClient, PutOptions};
+use super::open_file::{OpenFile, WriteState};
+use super::write::Stream;
+use super::{attr, not_found, CosFs, FsError};
+use crate::cos::{CopySource, MetadataDirective, ObjectClient, PutOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,11 +26,12 @@ impl<C: ObjectClient> CosFs<C> {
         Ok((key, opts))
     }
 
-    /// Completes a stream as the object of `ino` and records the result.
-    pub(super) async fn finish_stream(&self, ino: u64, s: Stream) -> Result<(), FsError> {
+    /// Completes a stream as the object of `ino` and records the result. An unlinked
+    /// file's stream is discarded instead (its upload aborted).
+    pub(super) async fn commit_stream(&self, ino: u64, s: Stream) -> Result<(), FsError> {
         let w = &self.inner.writer;
         if self.node(ino)?.unlinked {
-            s.discard(w).await;
+            drop(s);
             return Ok(());
         }
         let size = s.pos;
@@ -39,108 +42,109 @@ impl<C: ObjectClient> CosFs<C> {
         // worth a copy; an explicit one is.
         let (_, now_opts) = self.upload_target(ino)?;
         let explicit_mtime = self.node(ino)?.mtime_explicit;
-        let mut etag = r.etag;
+        let mut done = r;
         if strip_mtime(&now_opts) != strip_mtime(&sent)
             || (explicit_mtime && now_opts.user_meta.get("mtime") != sent.user_meta.get("mtime"))
         {
-            etag = self
+            let src = CopySource::key(&key)
+                .size(size)
+                .etag(Some(&done.etag))
+                .crc64(done.crc64);
+            done = self
                 .inner
                 .client
-                .copy(
-                    &key,
-                    &key,
-                    Some(size),
-                    &MetadataDirective::Replaced(now_opts),
-                )
-                .await?
-                .etag;
+                .copy(&src, &key, &MetadataDirective::Replaced(now_opts))
+                .await?;
         }
-        self.uploaded(ino, etag, size);
+        self.uploaded(ino, done.etag, size, done.crc64);
         Ok(())
     }
 
-    pub(super) fn uploaded(&self, ino: u64, etag: String, size: u64) {
+    pub(super) fn uploaded(&self, ino: u64, etag: String, size: u64, crc64: Option<u64>) {
         let ttl = self.inner.config.stat_ttl;
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
             n.etag = Some(etag);
             n.size = size;
+            n.crc64 = crc64;
             n.local = false;
             n.expires = Instant::now() + ttl;
         }
     }
 
-    /// Completes any pending upload of the handle; errors are kept and repeated.
-    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
-        let h = self.handle(fh)?;
-        if !h.writable {
-            return Ok(());
-        }
-        let mut st = h.state.lock().await;
-        self.flush_state(h.ino, &mut st).await
-    }
-
-    pub(super) async fn flush_state(&self, ino: u64, st: &mut WriteState) -> Result<(), FsError> {
-        let cur = std::mem::replace(st, WriteState::Clean);
-        match cur {
-            WriteState::Clean => Ok(()),
-            WriteState::Failed(e) => {
-                *st = WriteState::Failed(e.clone());
-                Err(e)
+    /// Uploads whatever the file has pending (for every handle of it). Errors are
+    /// settled (sticky) by the caller.
+    pub(super) async fn flush_locked(&self, ino: u64, st: &mut WriteState) -> Result<(), FsError> {
+        match st {
+            WriteState::Clean | WriteState::Failed(_) => Ok(()),
+            WriteState::Stream(_) => {
+                let WriteState::Stream(s) = std::mem::replace(st, WriteState::Clean) else {
+                    return Ok(());
+                };
+                // On failure the caller settles to Failed; the stream's upload is aborted.
+                self.commit_stream(ino, s).await
             }
-            WriteState::Stream(s) => match self.finish_stream(ino, s).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    tracing::error!(ino, error = %e, "upload failed; the previous object (if any) is unchanged");
-                    *st = WriteState::Failed(e.clone());
-                    Err(e)
-                }
-            },
-            WriteState::Staged(mut s) => {
+            WriteState::Staged(s) => {
                 if !s.dirty || self.node(ino)?.unlinked {
-                    *st = WriteState::Staged(s);
                     return Ok(());
                 }
                 let (key, opts) = self.upload_target(ino)?;
-                match self.inner.writer.upload_staging(&s, &key, &opts).await {
-                    Ok(r) => {
-                        s.dirty = false;
-                        self.uploaded(ino, r.etag, s.size);
-                        *st = WriteState::Staged(s);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::error!(key, error = %e, "upload failed; the previous object is unchanged");
-                        *st = WriteState::Failed(e.clone());
-                        Err(e)
-                    }
-                }
+                let r = self.inner.writer.upload_staging(s, &key, &opts).await?;
+                s.dirty = false;
+                let size = s.size;
+                self.uploaded(ino, r.etag, size, r.crc64);
+                Ok(())
             }
         }
+    }
+
+    /// Flushes one open file's shared state and settles the result.
+    async fn flush_file(&self, of: &OpenFile) -> Result<(), FsError> {
+        let mut st = of.state.lock().await;
+        st.failed()?;
+        let r = self.flush_locked(of.ino, &mut st).await;
+        self.settle(of.ino, &mut st, r)
+    }
+
+    /// close(2) of one descriptor: uploads what the file has pending (a read-only
+    /// handle uploads nothing) and returns the result; a failed file's error is repeated.
+    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return h.file.state.lock().await.failed();
+        }
+        self.flush_file(&h.file).await
     }
 
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         self.flush(fh).await
     }
 
-    /// Closes the handle, uploading what is still pending (the kernel ignores the result
-    /// of release, so the error is logged; flush already reported it).
+    /// Closes the handle, uploading what is still pending. When it was the file's last
+    /// handle the shared state goes away (and with it a failed state: the next open starts
+    /// afresh). The kernel ignores release's result; flush already reported it.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
         let r = if h.writable {
-            let mut st = h.state.lock().await;
-            let r = self.flush_state(h.ino, &mut st).await;
-            if let WriteState::Stream(_) | WriteState::Staged(_) = &*st {
-                // Stream left behind by a failure path: drop it.
-            }
-            r
+            self.flush_file(&h.file).await
         } else {
-            Ok(())
+            h.file.state.lock().await.failed()
         };
         self.inner.files.lock().remove(&fh);
-        let still_open = self.inner.files.lock().values().any(|o| o.ino == h.ino);
+        let last = {
+            let mut open = self.inner.open_files.lock();
+            let last = h.file.remove_handle();
+            if last {
+                if let Some(cur) = open.get(&h.ino) {
+                    if Arc::ptr_eq(cur, &h.file) {
+                        open.remove(&h.ino);
+                    }
+                }
+            }
+            last
+        };
         let mut t = self.inner.table.lock();
         t.handle_closed(h.ino);
-        if !still_open {
+        if last {
             if let Some(n) = t.get_mut(h.ino) {
                 if n.local {
                     // Never uploaded (or the upload failed): ask the bucket next time.
@@ -150,40 +154,34 @@ impl<C: ObjectClient> CosFs<C> {
             }
         }
         if let Err(e) = &r {
-            tracing::error!(fh, error = %e, "release: pending upload failed");
+            tracing::debug!(fh, error = %e, "release: the file's error stands");
         }
         r
     }
 
-    /// Flushes every handle whose key starts with `prefix`.
+    fn open_files(&self) -> Vec<Arc<OpenFile>> {
+        self.inner.open_files.lock().values().cloned().collect()
+    }
+
+    /// Flushes every open file whose key starts with `prefix` (before a rename copies it).
     pub(super) async fn flush_under(&self, prefix: &str) -> Result<(), FsError> {
-        let hs: Vec<Arc<FileHandle>> = self.inner.files.lock().values().cloned().collect();
-        for h in hs {
-            if !h.writable {
+        for of in self.open_files() {
+            let Ok(key) = self.key_of(of.ino) else {
                 continue;
-            }
-            let key = match self.key_of(h.ino) {
-                Ok(k) => k,
-                Err(_) => continue,
             };
             if key.starts_with(prefix) {
-                let mut st = h.state.lock().await;
-                self.flush_state(h.ino, &mut st).await?;
+                self.flush_file(&of).await?;
             }
         }
         Ok(())
     }
 
-    /// Uploads everything pending; Err if any upload failed. Called on unmount / SIGTERM.
+    /// Uploads everything pending; Err (the first error) if any file failed, now or
+    /// before. Called on unmount / SIGTERM.
     pub async fn flush_all(&self) -> Result<(), FsError> {
-        let hs: Vec<Arc<FileHandle>> = self.inner.files.lock().values().cloned().collect();
         let mut first: Option<FsError> = None;
-        for h in hs {
-            if !h.writable {
-                continue;
-            }
-            let mut st = h.state.lock().await;
-            if let Err(e) = self.flush_state(h.ino, &mut st).await {
+        for of in self.open_files() {
+            if let Err(e) = self.flush_file(&of).await {
                 first.get_or_insert(e);
             }
         }

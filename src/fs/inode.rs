@@ -27,6 +27,8 @@ pub struct Found {
     pub meta: MetaAttrs,
     pub size: u64,
     pub etag: Option<String>,
+    /// The object's CRC-64 as COS reports it (HEAD; listings carry none).
+    pub crc64: Option<u64>,
     pub content_type: Option<String>,
     /// All `x-cos-meta-*` of the object, kept so rewrites preserve foreign entries.
     pub user_meta: BTreeMap<String, String>,
@@ -47,6 +49,7 @@ pub struct Inode {
     pub meta: MetaAttrs,
     pub size: u64,
     pub etag: Option<String>,
+    pub crc64: Option<u64>,
     pub content_type: Option<String>,
     pub user_meta: BTreeMap<String, String>,
     pub has_marker: bool,
@@ -108,6 +111,7 @@ impl InodeTable {
                 meta: root,
                 size: 0,
                 etag: None,
+                crc64: None,
                 content_type: None,
                 user_meta: BTreeMap::new(),
                 has_marker: false,
@@ -186,6 +190,7 @@ impl InodeTable {
                         node.meta = f.meta;
                         node.size = f.size;
                         node.etag = f.etag;
+                        node.crc64 = f.crc64;
                         node.content_type = f.content_type;
                         node.user_meta = f.user_meta;
                         node.has_marker = f.has_marker;
@@ -213,6 +218,7 @@ impl InodeTable {
                 meta: f.meta,
                 size: f.size,
                 etag: f.etag,
+                crc64: f.crc64,
                 content_type: f.content_type,
                 user_meta: f.user_meta,
                 has_marker: f.has_marker,
@@ -478,6 +484,7 @@ mod tests {
             meta,
             size: 3,
             etag: None,
+            crc64: None,
             content_type: None,
             user_meta: BTreeMap::new(),
             has_marker: false,

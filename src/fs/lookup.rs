@@ -112,6 +112,12 @@ impl<C: ObjectClient> CosFs<C> {
                 match c.head(&dir_prefix).await {
                     Ok(m) => return Ok(Some(self.found_dir_marker(&m))),
                     Err(e) if e.kind == CosErrorKind::NotFound => {}
+                    // A marker this mount cannot open (SSE-C with a key it does not hold)
+                    // only loses its attributes: the listing shows a directory, so it is one.
+                    Err(e) if marker_unreadable(&e) => {
+                        tracing::debug!(key = %dir_prefix, error = %e,
+                            "directory marker cannot be opened; using default attributes");
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -127,6 +133,7 @@ impl<C: ObjectClient> CosFs<C> {
                     } else {
                         m.size
                     },
+                    crc64: m.crc64,
                     etag: Some(m.etag),
                     content_type: m.content_type,
                     user_meta: m.user_meta,
@@ -145,6 +152,7 @@ impl<C: ObjectClient> CosFs<C> {
             meta,
             size: 0,
             etag: Some(m.etag.clone()),
+            crc64: m.crc64,
             content_type: m.content_type.clone(),
             user_meta: m.user_meta.clone(),
             has_marker: true,
@@ -156,9 +164,19 @@ impl<C: ObjectClient> CosFs<C> {
             meta: attr::implicit_dir(&self.inner.defaults),
             size: 0,
             etag: None,
+            crc64: None,
             content_type: None,
             user_meta: BTreeMap::new(),
             has_marker: false,
         }
     }
+}
+
+/// Whether a failed HEAD of a directory marker means "encrypted with a key this mount does
+/// not hold" (a wrong key, no key, or SSE-C headers the marker does not want).
+pub(super) fn marker_unreadable(e: &crate::cos::CosError) -> bool {
+    matches!(
+        e.kind,
+        CosErrorKind::SseKeyRejected | CosErrorKind::BadRequest | CosErrorKind::AccessDenied
+    )
 }

@@ -7,8 +7,10 @@
 //! are `impl CosFs` blocks in one submodule per area: `lookup` (names and attributes),
 //! `dir` (listing, mkdir, rmdir), `node` (create, mknod, symlink, unlink), `rename`,
 //! `file` (open, read, write), `flush` (uploads at flush/fsync/release/unmount) and
-//! `setattr`. Below them, `inode` is the inode table, `read` the block cache and
-//! prefetch, `write` the streaming/staging writer and `attr` the metadata conventions.
+//! `setattr`. Below them, `inode` is the inode table, `open_file` the shared write state
+//! of an open file (and its rules), `read` the block cache and prefetch, `verify` the
+//! end-to-end check of whole reads, `write` the streaming uploads, `staging` the private
+//! staging area, `budget` the one memory budget and `attr` the metadata conventions.
 //!
 //! Semantics (what a program on the mount can rely on):
 //! - Namespace: mount prefix + path = object key. Directories are `dir/` marker objects
@@ -23,10 +25,14 @@
 //!   returned data of one version gets ESTALE rather than a mix of two versions.
 //! - Writes: a new or truncated file written sequentially streams out as a multipart
 //!   upload (one PUT if it stays below one part); anything else is edited in a local
-//!   staging file. Data is uploaded at flush (close), fsync and release, and on unmount;
-//!   close/fsync return the upload's error, which sticks to the handle. A failed upload
-//!   never replaces the previous object. A file being written is visible on this mount at
-//!   once but in the bucket only after its upload; unlinking it discards the data.
+//!   staging file. All handles of a file share one write state (`open_file`). Data is
+//!   uploaded at flush (close), fsync and release, and on unmount. An error returned for
+//!   a file is returned again by every later write, read, fsync, flush and close of it
+//!   until its last handle closes, and a failed upload never replaces the previous
+//!   object. A file being written is visible on this mount at once but in the bucket only
+//!   after its upload; unlinking it discards the data.
+//! - Reads: a read that completes a whole read of an object is checked against the
+//!   object's CRC-64 (`verify`); a mismatch is EIO, never wrong bytes.
 //! - Rename: files are copied and deleted; directories object by object, NOT atomically
 //!   (a failure part-way leaves objects in both places, none lost). RENAME_EXCHANGE is
 //!   refused (EINVAL); RENAME_NOREPLACE is honoured.
@@ -34,11 +40,15 @@
 //!   every change on a read-only mount (EROFS).
 
 pub mod attr;
+pub mod budget;
 pub mod bufpool;
 pub mod config;
 pub mod error;
 pub mod inode;
+pub mod open_file;
 pub mod read;
+pub mod staging;
+pub mod verify;
 pub mod write;
 
 mod dir;
@@ -52,20 +62,23 @@ mod setattr;
 pub use attr::{Attr, FileKind};
 pub use config::FsConfig;
 pub use error::{FsError, FsErrorKind};
-pub use write::FreeSpaceProbe;
+pub use staging::FreeSpaceProbe;
 
 use crate::cos::ObjectClient;
 use attr::Defaults;
+use budget::MemoryBudget;
 use error::fs_err;
 use futures::future::{BoxFuture, Shared};
 use inode::{Inode, InodeTable};
+use open_file::OpenFile;
 use parking_lot::Mutex;
-use read::{Prefetch, Reader};
+use read::{ReadState, Reader};
+use staging::StagingArea;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use write::{WriteState, Writer};
+use write::Writer;
 
 /// Longest path component (NAME_MAX).
 const NAME_MAX: usize = 255;
@@ -119,6 +132,17 @@ pub enum RenameMode {
     Exchange,
 }
 
+/// What the data paths counted over the life of a mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStats {
+    /// Whole reads whose bytes matched the object's CRC-64.
+    pub reads_verified: u64,
+    /// Whole reads that did not match (answered EIO).
+    pub read_mismatches: u64,
+    /// Whole reads of objects COS reported no CRC-64 for.
+    pub reads_without_checksum: u64,
+}
+
 /// statfs numbers.
 #[derive(Debug, Clone, Copy)]
 pub struct StatFs {
@@ -155,8 +179,9 @@ struct FileHandle {
     writable: bool,
     /// Some data was returned from the bucket through this handle.
     served: std::sync::atomic::AtomicBool,
-    prefetch: Mutex<Prefetch>,
-    state: tokio::sync::Mutex<WriteState>,
+    read: Mutex<ReadState>,
+    /// The write state shared by every handle of the inode.
+    file: Arc<OpenFile>,
 }
 
 struct DirHandle {
@@ -171,9 +196,12 @@ struct Inner<C: ObjectClient> {
     rt: tokio::runtime::Handle,
     defaults: Defaults,
     table: Mutex<InodeTable>,
+    budget: Arc<MemoryBudget>,
     reader: Arc<Reader<C>>,
     writer: Writer<C>,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
+    /// Inodes with open handles → their shared write state.
+    open_files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
     next_fh: AtomicU64,
     /// Attribute HEADs started after a listing, by key; lookups wait for them.
@@ -237,7 +265,6 @@ impl<C: ObjectClient> CosFs<C> {
                 "mount prefix must be empty or end in '/'",
             ));
         }
-        std::fs::create_dir_all(&config.staging_dir)?;
         let defaults = Defaults {
             uid: config.uid,
             gid: config.gid,
@@ -245,11 +272,15 @@ impl<C: ObjectClient> CosFs<C> {
         };
         let mut root = attr::implicit_dir(&defaults);
         root.mtime = SystemTime::now();
-        // Half of the budget caches blocks, half buffers writes.
-        let half = (config.memory_budget / 2).max(config.block_size);
+        let staging = StagingArea::open(
+            config.staging_dir.as_deref(),
+            config.staging_min_free,
+            config.max_staging_files,
+        )?;
+        let budget = MemoryBudget::new(config.memory_budget);
         let reader = Arc::new(Reader::new(
             client.clone(),
-            half,
+            budget.clone(),
             config.block_size,
             config.max_prefetch,
             config.parallel_count,
@@ -259,9 +290,9 @@ impl<C: ObjectClient> CosFs<C> {
             client.clone(),
             config.part_size,
             config.parallel_count,
-            half,
-            config.staging_dir.clone(),
-            config.staging_min_free,
+            budget.clone(),
+            staging,
+            rt.clone(),
         );
         let table = InodeTable::new(
             config.prefix.clone(),
@@ -276,9 +307,11 @@ impl<C: ObjectClient> CosFs<C> {
                 rt,
                 defaults,
                 table: Mutex::new(table),
+                budget,
                 reader,
                 writer,
                 files: Mutex::new(HashMap::new()),
+                open_files: Mutex::new(HashMap::new()),
                 dirs: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 pending_heads: Mutex::new(HashMap::new()),
@@ -288,7 +321,32 @@ impl<C: ObjectClient> CosFs<C> {
 
     /// Replaces the free-space check of the staging directory (tests simulate a full disk).
     pub fn set_free_space_probe(&self, probe: FreeSpaceProbe) {
-        *self.inner.writer.probe.write() = probe;
+        self.inner.writer.staging.set_probe(probe);
+    }
+
+    /// The staging directory in use.
+    pub fn staging_dir(&self) -> &std::path::Path {
+        self.inner.writer.staging.dir()
+    }
+
+    /// Staging files open now.
+    pub fn staging_files_open(&self) -> usize {
+        self.inner.writer.staging.files_open()
+    }
+
+    /// Bytes of the memory budget reserved now.
+    pub fn memory_used(&self) -> u64 {
+        self.inner.budget.used()
+    }
+
+    /// Counters of the mount's data paths, for the log line at unmount and for tests.
+    pub fn stats(&self) -> FsStats {
+        let r = &self.inner.reader.stats;
+        FsStats {
+            reads_verified: r.verified.load(Ordering::Relaxed),
+            read_mismatches: r.mismatches.load(Ordering::Relaxed),
+            reads_without_checksum: r.no_checksum.load(Ordering::Relaxed),
+        }
     }
 
     /// The runtime background work runs on (and the FUSE adapter blocks on).

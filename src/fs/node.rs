@@ -4,12 +4,16 @@
 use super::attr::MetaAttrs;
 use super::error::fs_err;
 use super::inode::Found;
-use super::write::{Stream, WriteState};
+use super::open_file::WriteState;
+use super::write::Stream;
 use super::{attr, not_found, Caller, CosFs, Entry, FileKind, FsError, FsErrorKind};
 use crate::cos::ObjectClient;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// Longest symlink target (PATH_MAX without its NUL).
+const SYMLINK_MAX: usize = libc::PATH_MAX as usize - 1;
 
 impl<C: ObjectClient> CosFs<C> {
     /// Creates and opens a new regular file. Nothing is sent until flush: the file
@@ -33,6 +37,7 @@ impl<C: ObjectClient> CosFs<C> {
             meta,
             size: 0,
             etag: None,
+            crc64: None,
             content_type: None,
             user_meta: BTreeMap::new(),
             has_marker: false,
@@ -51,6 +56,7 @@ impl<C: ObjectClient> CosFs<C> {
                 n.meta = f.meta;
                 n.size = 0;
                 n.etag = None;
+                n.crc64 = None;
                 n.local = true;
             }
             t.add_lookup(ino);
@@ -59,6 +65,13 @@ impl<C: ObjectClient> CosFs<C> {
         };
         let entry = entry.ok_or_else(|| not_found(name.to_string()))?;
         let fh = self.register_handle(ino, true, WriteState::Stream(Stream::new()));
+        // Handles of an earlier file under this inode may share the state: it is a new,
+        // empty file now (unless it failed: that stands until its handles are closed).
+        let of = self.handle(fh)?.file.clone();
+        let mut st = of.state.lock().await;
+        if st.failed().is_ok() && !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
+            *st = WriteState::Stream(Stream::new());
+        }
         Ok((entry, fh))
     }
 
@@ -91,6 +104,7 @@ impl<C: ObjectClient> CosFs<C> {
                 meta,
                 size: 0,
                 etag: Some(r.etag),
+                crc64: r.crc64,
                 content_type: None,
                 user_meta: opts.user_meta,
                 has_marker: false,
@@ -106,6 +120,12 @@ impl<C: ObjectClient> CosFs<C> {
         caller: Caller,
     ) -> Result<Entry, FsError> {
         self.ro()?;
+        if target.len() > SYMLINK_MAX {
+            return Err(fs_err(
+                FsErrorKind::NameTooLong,
+                format!("symlink target of {} bytes", target.len()),
+            ));
+        }
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
         let meta = MetaAttrs::new_node(FileKind::Symlink, 0o777, 0, caller.uid, caller.gid);
@@ -119,6 +139,7 @@ impl<C: ObjectClient> CosFs<C> {
                 meta,
                 size: target.len() as u64,
                 etag: Some(r.etag),
+                crc64: r.crc64,
                 content_type: None,
                 user_meta: opts.user_meta,
                 has_marker: false,
@@ -131,8 +152,23 @@ impl<C: ObjectClient> CosFs<C> {
         if n.meta.kind != FileKind::Symlink {
             return Err(fs_err(FsErrorKind::InvalidArgument, "not a symlink"));
         }
+        // The kernel takes at most PATH_MAX - 1 bytes (a longer reply is an I/O error
+        // there); an object written by another tool may hold more.
+        if n.size > SYMLINK_MAX as u64 {
+            return Err(fs_err(
+                FsErrorKind::NameTooLong,
+                format!("symlink target of {} bytes", n.size),
+            ));
+        }
         let key = self.key_of(ino)?;
-        Ok(self.inner.client.get(&key, None).await?.collect().await?)
+        let target = self.inner.client.get(&key, None).await?.collect().await?;
+        if target.len() > SYMLINK_MAX {
+            return Err(fs_err(
+                FsErrorKind::NameTooLong,
+                format!("symlink target of {} bytes", target.len()),
+            ));
+        }
+        Ok(target)
     }
 
     pub async fn unlink(&self, parent: u64, name: &str) -> Result<(), FsError> {

@@ -1,25 +1,32 @@
-//! The read path: a byte-bounded LRU block cache, de-duplicated block fetches and a
-//! per-handle sequential prefetch window.
+//! The read path: a block cache within the mount's memory budget, de-duplicated block
+//! fetches, a per-handle sequential prefetch window, and end-to-end verification of whole
+//! reads (see `verify`).
 //!
 //! Blocks are keyed by object key + ETag + block index, so a changed object is never
 //! served from stale blocks. A block fetch is one ranged GET through the client (which
 //! applies the SSE policy); fetches are spawned on the runtime and shared, so a read that
 //! needs a block already being prefetched waits for that request instead of sending a
 //! second one. Each handle keeps a window that starts at one block, doubles on every
-//! sequential read up to `max_prefetch`, and falls back to one block when a read jumps;
-//! at most `parallel_count` of a handle's fetches run at once. Read-ahead runs are
-//! received into buffers from a `BufPool`, so a sequential read does not fault in fresh
-//! pages for every run.
+//! sequential read up to `max_prefetch` (and a quarter of the budget), and falls back to
+//! one block when a read jumps; at most `parallel_count` of a handle's fetches run at once.
+//!
+//! Memory: a fetch pays for its buffer from the budget before it is sent (waiting, while
+//! the budget asks the cache to evict, if it is full); the buffer carries that
+//! reservation into the cache, so cached blocks and read-ahead in flight are what the
+//! budget counts. The cache evicts least recently used blocks when the budget asks.
 
+use super::budget::{MemoryBudget, Purpose, Reclaim};
 use super::bufpool::BufPool;
 use super::error::{fs_err, FsError, FsErrorKind};
-use crate::cos::{CosErrorKind, ObjectClient};
+use super::verify::{Verdict, Verifier};
+use crate::cos::{crc64, CosErrorKind, ObjectClient};
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
 use lru::LruCache;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -31,9 +38,19 @@ pub struct BlockKey {
     pub index: u64,
 }
 
+/// One block of an object version as fetched.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub data: Bytes,
+    /// CRC-64 of `data`.
+    pub crc: u64,
+    /// The CRC-64 of the whole object, as COS reported it with this block.
+    pub object_crc: Option<u64>,
+}
+
 /// LRU of blocks bounded by their total size.
 pub struct BlockCache {
-    inner: Mutex<(LruCache<BlockKey, Bytes>, u64)>,
+    inner: Mutex<(LruCache<BlockKey, Block>, u64)>,
     capacity: u64,
 }
 
@@ -45,25 +62,45 @@ impl BlockCache {
         }
     }
 
-    pub fn get(&self, k: &BlockKey) -> Option<Bytes> {
+    pub fn get(&self, k: &BlockKey) -> Option<Block> {
         self.inner.lock().0.get(k).cloned()
     }
 
-    pub fn insert(&self, k: BlockKey, v: Bytes) {
+    fn contains(&self, k: &BlockKey) -> bool {
+        self.inner.lock().0.contains(k)
+    }
+
+    pub fn insert(&self, k: BlockKey, v: Block) {
         let mut g = self.inner.lock();
         let (lru, bytes) = &mut *g;
-        let add = v.len() as u64;
+        let add = v.data.len() as u64;
         if add > self.capacity {
             return;
         }
         if let Some(old) = lru.put(k, v) {
-            *bytes -= old.len() as u64;
+            *bytes -= old.data.len() as u64;
         }
         *bytes += add;
         while *bytes > self.capacity {
             match lru.pop_lru() {
-                Some((_, old)) => *bytes -= old.len() as u64,
+                Some((_, old)) => *bytes -= old.data.len() as u64,
                 None => break,
+            }
+        }
+    }
+
+    /// Drops every block of one object version.
+    pub fn remove_version(&self, key: &str, etag: &str) {
+        let mut g = self.inner.lock();
+        let (lru, bytes) = &mut *g;
+        let doomed: Vec<BlockKey> = lru
+            .iter()
+            .filter(|(k, _)| k.key == key && k.etag == etag)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            if let Some(b) = lru.pop(&k) {
+                *bytes -= b.data.len() as u64;
             }
         }
     }
@@ -74,22 +111,30 @@ impl BlockCache {
     }
 }
 
-type BlockFuture = Shared<BoxFuture<'static, Result<Bytes, FsError>>>;
-
-/// A spawned block fetch as a future every waiter can share.
-fn shared_task(task: tokio::task::JoinHandle<Result<Bytes, FsError>>) -> BlockFuture {
-    async move {
-        match task.await {
-            Ok(r) => r,
-            Err(e) => Err(fs_err(
-                FsErrorKind::LocalIo,
-                format!("block fetch task: {e}"),
-            )),
+impl Reclaim for BlockCache {
+    fn reclaim(&self, want: u64, share: Purpose) -> u64 {
+        if share == Purpose::Write {
+            // Cached blocks do not count against the writers' cap.
+            return 0;
         }
+        let mut g = self.inner.lock();
+        let (lru, bytes) = &mut *g;
+        let mut dropped = 0;
+        while dropped < want {
+            match lru.pop_lru() {
+                Some((_, old)) => {
+                    let n = old.data.len() as u64;
+                    *bytes -= n;
+                    dropped += n;
+                }
+                None => break,
+            }
+        }
+        dropped
     }
-    .boxed()
-    .shared()
 }
+
+type BlockFuture = Shared<BoxFuture<'static, Result<Block, FsError>>>;
 
 /// What a handle reads: one version of one object.
 #[derive(Debug, Clone)]
@@ -97,12 +142,25 @@ pub struct ObjectVersion {
     pub key: String,
     pub etag: String,
     pub size: u64,
+    /// The object's CRC-64, when known from a HEAD.
+    pub crc64: Option<u64>,
+}
+
+/// Counters of end-to-end verification, over the life of a mount.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    /// Whole reads whose CRC-64 matched.
+    pub verified: AtomicU64,
+    /// Whole reads whose CRC-64 did not match (answered EIO).
+    pub mismatches: AtomicU64,
+    /// Whole reads of objects without a CRC-64 (not verifiable).
+    pub no_checksum: AtomicU64,
 }
 
 /// The shared read machinery of a mount.
 pub struct Reader<C: ObjectClient> {
     client: Arc<C>,
-    cache: BlockCache,
+    cache: Arc<BlockCache>,
     inflight: Mutex<HashMap<BlockKey, BlockFuture>>,
     block_size: u64,
     max_window_blocks: u64,
@@ -110,6 +168,7 @@ pub struct Reader<C: ObjectClient> {
     rt: tokio::runtime::Handle,
     /// Buffers of read-ahead runs (`MAX_CHUNK_BLOCKS` blocks), reused across fetches.
     pool: Arc<BufPool>,
+    pub stats: ReadStats,
 }
 
 /// Largest read-ahead request, in blocks (8 MiB with 1 MiB blocks): fewer, larger GETs
@@ -120,8 +179,8 @@ const POOL_IDLE_RUNS: usize = 4;
 /// Read-ahead window (blocks) after a first read at offset 0.
 const INITIAL_WINDOW_FROM_START: u64 = 4;
 
-/// Sequential-read detection and window state of one handle.
-pub struct Prefetch {
+/// Sequential-read detection, window and verification state of one handle.
+pub struct ReadState {
     /// Offset right after the last read.
     next_offset: u64,
     /// Current window in blocks.
@@ -132,16 +191,22 @@ pub struct Prefetch {
     etag: String,
     /// Limits this handle's concurrent fetches.
     permits: Arc<Semaphore>,
+    verify: Verifier,
+    /// A whole read of this handle did not match the object's CRC-64: every later read
+    /// fails too.
+    corrupt: Option<FsError>,
 }
 
-impl Prefetch {
-    pub fn new(parallel_count: usize) -> Prefetch {
-        Prefetch {
+impl ReadState {
+    pub fn new(parallel_count: usize) -> ReadState {
+        ReadState {
             next_offset: 0,
             window: 1,
             requested_to: 0,
             etag: String::new(),
             permits: Arc::new(Semaphore::new(parallel_count.max(1))),
+            verify: Verifier::default(),
+            corrupt: None,
         }
     }
 
@@ -154,24 +219,36 @@ impl Prefetch {
 impl<C: ObjectClient> Reader<C> {
     pub fn new(
         client: Arc<C>,
-        cache_bytes: u64,
+        budget: Arc<MemoryBudget>,
         block_size: u64,
         max_prefetch: u64,
         parallel_count: usize,
         rt: tokio::runtime::Handle,
     ) -> Reader<C> {
         let block_size = block_size.max(4096);
+        let cache = Arc::new(BlockCache::new(budget.total()));
+        let weak = Arc::downgrade(&(cache.clone() as Arc<dyn Reclaim>));
+        budget.register(weak);
+        // One handle's read-ahead never takes more than a quarter of the budget, and one
+        // request never more than an eighth, so several readers always fit.
+        let max_window = max_prefetch.min(budget.total() / 4);
+        let chunk_bytes = (MAX_CHUNK_BLOCKS * block_size).min((budget.total() / 8).max(block_size));
+        let chunk_blocks = (chunk_bytes / block_size).max(1);
         Reader {
             client,
-            cache: BlockCache::new(cache_bytes),
+            cache,
             inflight: Mutex::new(HashMap::new()),
             block_size,
-            max_window_blocks: (max_prefetch / block_size).max(1),
+            max_window_blocks: (max_window / block_size).max(1),
             parallel_count: parallel_count.max(1) as u64,
             rt,
-            // A few idle runs are enough: a run's buffer comes back when the cache evicts
-            // its blocks, just as a new run is fetched.
-            pool: BufPool::new((MAX_CHUNK_BLOCKS * block_size) as usize, POOL_IDLE_RUNS),
+            pool: BufPool::new(
+                (chunk_blocks * block_size) as usize,
+                POOL_IDLE_RUNS,
+                budget,
+                Purpose::Read,
+            ),
+            stats: ReadStats::default(),
         }
     }
 
@@ -179,14 +256,23 @@ impl<C: ObjectClient> Reader<C> {
         &self.cache
     }
 
-    /// Reads `len` bytes at `offset` of `obj`, updating the handle's prefetch state.
+    fn chunk_blocks(&self) -> u64 {
+        (self.pool.size() as u64 / self.block_size).max(1)
+    }
+
+    /// Reads `len` bytes at `offset` of `obj`, updating the handle's prefetch and
+    /// verification state. The read that completes a whole read of a corrupt object
+    /// fails (EIO), as does every later read of that handle.
     pub async fn read(
         self: &Arc<Self>,
         obj: &ObjectVersion,
-        pf: &Mutex<Prefetch>,
+        rs: &Mutex<ReadState>,
         offset: u64,
         len: u32,
     ) -> Result<Bytes, FsError> {
+        if let Some(e) = &rs.lock().corrupt {
+            return Err(e.clone());
+        }
         if offset >= obj.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -197,13 +283,12 @@ impl<C: ObjectClient> Reader<C> {
         let nblocks = obj.size.div_ceil(bs);
 
         // Decide, under the lock, which blocks to request; await them without it.
-        let (wanted, ahead, permits) = {
-            let mut p = pf.lock();
+        let (ahead, chunk, permits) = {
+            let mut p = rs.lock();
             if p.etag != obj.etag {
-                *p = Prefetch {
-                    permits: p.permits.clone(),
-                    ..Prefetch::new(1)
-                };
+                p.next_offset = 0;
+                p.window = 1;
+                p.requested_to = 0;
                 p.etag = obj.etag.clone();
             }
             // The kernel's async readahead may deliver nearby reads out of order; count
@@ -231,7 +316,7 @@ impl<C: ObjectClient> Reader<C> {
             let chunk = p
                 .window
                 .div_ceil(self.parallel_count)
-                .clamp(1, MAX_CHUNK_BLOCKS);
+                .clamp(1, self.chunk_blocks());
             let from = p.requested_to.max(last + 1);
             let to = (last + 1 + p.window).min(nblocks);
             let ahead = if to >= from + chunk || (to == nblocks && to > from) {
@@ -240,41 +325,83 @@ impl<C: ObjectClient> Reader<C> {
             } else {
                 from..from
             };
-            (
-                (first..=last).collect::<Vec<u64>>(),
-                (ahead, chunk),
-                p.permits.clone(),
-            )
+            (ahead, chunk, p.permits.clone())
         };
-        let (ahead, chunk) = ahead;
 
         // Missing demand blocks go out first (one request), then the read-ahead.
-        self.fetch_missing(obj, first..last + 1, last + 1 - first, &permits);
+        let demand = first..last + 1;
+        self.fetch_missing(obj, demand.clone(), demand.end - demand.start, &permits);
         self.fetch_missing(obj, ahead, chunk, &permits);
-        let futs: Vec<BlockFuture> = wanted
-            .iter()
-            .map(|&i| self.block(obj, i, &permits))
-            .collect();
-        if let ([i], [f]) = (&wanted[..], &futs[..]) {
+        let mut blocks = Vec::with_capacity(demand.clone().count());
+        for i in demand.clone() {
+            blocks.push((i, self.block(obj, i, &permits).await?));
+        }
+        self.check(obj, rs, &blocks)?;
+        if let [(i, b)] = &blocks[..] {
             // Within one block: answer with a slice of it, no copy.
-            let data = f.clone().await?;
             let bstart = i * bs;
             let lo = (offset - bstart) as usize;
-            let hi = ((end - bstart) as usize).min(data.len());
-            return Ok(data.slice(lo.min(hi)..hi));
+            let hi = ((end - bstart) as usize).min(b.data.len());
+            return Ok(b.data.slice(lo.min(hi)..hi));
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for (i, f) in wanted.iter().zip(futs) {
-            let data = f.await?;
+        for (i, b) in &blocks {
             let bstart = i * bs;
             let lo = offset.max(bstart) - bstart;
-            let hi = (end.min(bstart + data.len() as u64)).saturating_sub(bstart);
+            let hi = (end.min(bstart + b.data.len() as u64)).saturating_sub(bstart);
             if lo >= hi {
                 break;
             }
-            out.extend_from_slice(&data[lo as usize..hi as usize]);
+            out.extend_from_slice(&b.data[lo as usize..hi as usize]);
         }
         Ok(out.freeze())
+    }
+
+    /// Records the served blocks with the handle's verifier and acts on its verdict.
+    fn check(
+        &self,
+        obj: &ObjectVersion,
+        rs: &Mutex<ReadState>,
+        blocks: &[(u64, Block)],
+    ) -> Result<(), FsError> {
+        let mut p = rs.lock();
+        p.verify
+            .reset_for(&obj.etag, obj.size.div_ceil(self.block_size));
+        p.verify.expect(obj.crc64);
+        for (i, b) in blocks {
+            p.verify.expect(b.object_crc);
+            match p.verify.record(*i, b.crc, b.data.len() as u64) {
+                Verdict::Pending => {}
+                Verdict::Verified => {
+                    self.stats.verified.fetch_add(1, Ordering::Relaxed);
+                }
+                Verdict::NoChecksum => {
+                    let n = self.stats.no_checksum.fetch_add(1, Ordering::Relaxed);
+                    if n == 0 {
+                        tracing::info!(key = %obj.key,
+                            "COS sent no x-cos-hash-crc64ecma for this object: whole reads of such objects are not verified (counted as no_checksum)");
+                    } else {
+                        tracing::debug!(key = %obj.key, "object without CRC-64; read not verified");
+                    }
+                }
+                Verdict::Mismatch { expected, computed } => {
+                    self.stats.mismatches.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(key = %obj.key, etag = %obj.etag, expected, computed,
+                        "data read from COS does not match the object's CRC-64; the read fails with EIO and the cached blocks are dropped");
+                    self.cache.remove_version(&obj.key, &obj.etag);
+                    let e = fs_err(
+                        FsErrorKind::Cos(CosErrorKind::IntegrityMismatch),
+                        format!(
+                            "{}: data read has CRC-64 {computed}, COS reports {expected}",
+                            obj.key
+                        ),
+                    );
+                    p.corrupt = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn key(obj: &ObjectVersion, index: u64) -> BlockKey {
@@ -295,11 +422,10 @@ impl<C: ObjectClient> Reader<C> {
         chunk: u64,
         permits: &Arc<Semaphore>,
     ) {
-        let bs = self.block_size;
         let mut inflight = self.inflight.lock();
         let missing = |i: u64, inflight: &HashMap<BlockKey, BlockFuture>| {
             let k = Self::key(obj, i);
-            !inflight.contains_key(&k) && self.cache.get(&k).is_none()
+            !inflight.contains_key(&k) && !self.cache.contains(&k)
         };
         let mut i = range.start;
         while i < range.end {
@@ -312,8 +438,6 @@ impl<C: ObjectClient> Reader<C> {
                 j += 1;
             }
             let run = i..j;
-            let start = run.start * bs;
-            let end = (run.end * bs).min(obj.size);
             let me = self.clone();
             let o = obj.clone();
             let permits = permits.clone();
@@ -322,12 +446,10 @@ impl<C: ObjectClient> Reader<C> {
             // entries below are inserted because this function holds that lock.
             let task = self.rt.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let r = me.fetch(&o.key, &o.etag, start..end).await;
-                if let Ok(b) = &r {
-                    for idx in r2.clone() {
-                        let lo = ((idx - r2.start) * bs) as usize;
-                        let hi = (lo + bs as usize).min(b.len());
-                        me.cache.insert(Self::key(&o, idx), b.slice(lo..hi));
+                let r = me.fetch_run(&o, r2.clone()).await;
+                if let Ok(blocks) = &r {
+                    for (idx, b) in r2.clone().zip(blocks) {
+                        me.cache.insert(Self::key(&o, idx), b.clone());
                     }
                 }
                 let mut inflight = me.inflight.lock();
@@ -336,15 +458,25 @@ impl<C: ObjectClient> Reader<C> {
                 }
                 r
             });
-            let whole = shared_task(task);
-            for idx in run.clone() {
-                let lo = ((idx - run.start) * bs) as usize;
+            let whole = async move {
+                match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(fs_err(
+                        FsErrorKind::LocalIo,
+                        format!("block fetch task: {e}"),
+                    )),
+                }
+            }
+            .boxed()
+            .shared();
+            for (n, idx) in run.clone().enumerate() {
                 let f: BlockFuture = whole
                     .clone()
                     .map(move |r| {
-                        r.map(|b| {
-                            let hi = (lo + bs as usize).min(b.len());
-                            b.slice(lo.min(hi)..hi)
+                        r.and_then(|blocks| {
+                            blocks.get(n).cloned().ok_or_else(|| {
+                                fs_err(FsErrorKind::LocalIo, "block missing from its run")
+                            })
                         })
                     })
                     .boxed()
@@ -355,72 +487,82 @@ impl<C: ObjectClient> Reader<C> {
         }
     }
 
-    /// The (possibly shared, possibly cached) fetch of block `i`.
-    fn block(
+    /// Block `i`: from the cache, from a fetch in flight, or fetched now.
+    async fn block(
         self: &Arc<Self>,
         obj: &ObjectVersion,
         i: u64,
         permits: &Arc<Semaphore>,
-    ) -> BlockFuture {
+    ) -> Result<Block, FsError> {
         let k = Self::key(obj, i);
-        if let Some(b) = self.cache.get(&k) {
-            return futures::future::ready(Ok(b)).boxed().shared();
-        }
-        let mut inflight = self.inflight.lock();
-        if let Some(f) = inflight.get(&k) {
-            return f.clone();
-        }
-        let start = i * self.block_size;
-        let end = (start + self.block_size).min(obj.size);
-        let me = self.clone();
-        let kk = k.clone();
-        let permits = permits.clone();
-        let task = self.rt.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let r = me.fetch(&kk.key, &kk.etag, start..end).await;
-            if let Ok(b) = &r {
-                me.cache.insert(kk.clone(), b.clone());
+        // Bounded: each round either finds the block or starts its fetch; a block evicted
+        // between its fetch and this look is fetched once more.
+        for _ in 0..3 {
+            if let Some(b) = self.cache.get(&k) {
+                return Ok(b);
             }
-            me.inflight.lock().remove(&kk);
-            r
-        });
-        let fut = shared_task(task);
-        inflight.insert(k, fut.clone());
-        fut
+            let pending = self.inflight.lock().get(&k).cloned();
+            match pending {
+                Some(f) => return f.await,
+                None => self.fetch_missing(obj, i..i + 1, 1, permits),
+            }
+        }
+        Err(fs_err(
+            FsErrorKind::LocalIo,
+            format!("{}: block {i} evicted before it could be read", obj.key),
+        ))
     }
 
-    async fn fetch(
+    /// One ranged GET for the blocks `run`, split into blocks with their CRC-64.
+    async fn fetch_run(
         &self,
-        key: &str,
-        etag: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Bytes, FsError> {
-        let want = range.end - range.start;
-        let resp = self.client.get(key, Some(range)).await?;
-        if resp.meta.etag != etag {
+        obj: &ObjectVersion,
+        run: std::ops::Range<u64>,
+    ) -> Result<Vec<Block>, FsError> {
+        let bs = self.block_size;
+        let start = run.start * bs;
+        let end = (run.end * bs).min(obj.size);
+        let want = end - start;
+        // Paid for before it is sent: waits (the cache evicting) while the budget is full.
+        let mut buf = self.pool.take(want as usize).await;
+        let resp = self.client.get(&obj.key, Some(start..end)).await?;
+        if resp.meta.etag != obj.etag {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::PreconditionFailed),
                 format!(
-                    "{key} changed while open (ETag {etag} became {})",
-                    resp.meta.etag
+                    "{} changed while open (ETag {} became {})",
+                    obj.key, obj.etag, resp.meta.etag
                 ),
             ));
         }
-        // Collect into a buffer of the final size (pooled for full runs): one copy, no
-        // regrowth, no fresh pages to fault in.
-        let mut buf = self.pool.take(want as usize);
+        let object_crc = resp.meta.crc64;
         let mut stream = resp.body;
         while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
+            buf.data.extend_from_slice(&chunk?);
         }
-        let body = self.pool.freeze(buf);
-        if (body.len() as u64) < want {
+        if (buf.data.len() as u64) != want {
             return Err(fs_err(
                 FsErrorKind::Cos(CosErrorKind::Transport),
-                format!("{key}: short body ({} of {want} bytes)", body.len()),
+                format!(
+                    "{}: body of {} bytes for a range of {want}",
+                    obj.key,
+                    buf.data.len()
+                ),
             ));
         }
-        Ok(body)
+        let body = self.pool.freeze(buf);
+        Ok((0..run.end - run.start)
+            .map(|n| {
+                let lo = (n * bs) as usize;
+                let hi = (lo + bs as usize).min(body.len());
+                let data = body.slice(lo..hi);
+                Block {
+                    crc: crc64::crc64(&data),
+                    data,
+                    object_crc,
+                }
+            })
+            .collect())
     }
 }
 
@@ -428,27 +570,34 @@ impl<C: ObjectClient> Reader<C> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cache_stays_within_its_byte_budget() {
-        let c = BlockCache::new(10);
-        for i in 0..5 {
-            c.insert(
-                BlockKey {
-                    key: "k".into(),
-                    etag: "e".into(),
-                    index: i,
-                },
-                Bytes::from(vec![0u8; 4]),
-            );
+    fn block(n: usize) -> Block {
+        Block {
+            data: Bytes::from(vec![0u8; n]),
+            crc: 0,
+            object_crc: None,
         }
-        assert!(c.bytes() <= 10);
-        let k4 = BlockKey {
+    }
+
+    fn k(index: u64) -> BlockKey {
+        BlockKey {
             key: "k".into(),
             etag: "e".into(),
-            index: 4,
-        };
-        assert!(c.get(&k4).is_some());
-        let k0 = BlockKey { index: 0, ..k4 };
-        assert!(c.get(&k0).is_none());
+            index,
+        }
+    }
+
+    #[test]
+    fn cache_stays_within_its_byte_bound_and_reclaims_on_request() {
+        let c = BlockCache::new(10);
+        for i in 0..5 {
+            c.insert(k(i), block(4));
+        }
+        assert!(c.bytes() <= 10);
+        assert!(c.get(&k(4)).is_some());
+        assert!(c.get(&k(0)).is_none());
+        assert_eq!(c.reclaim(1, Purpose::Read), 4);
+        assert_eq!(c.bytes(), 4);
+        c.remove_version("k", "e");
+        assert_eq!(c.bytes(), 0);
     }
 }

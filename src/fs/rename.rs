@@ -3,7 +3,7 @@
 
 use super::error::fs_err;
 use super::{CosFs, FileKind, FsError, FsErrorKind, RenameMode, PAGE};
-use crate::cos::{CosErrorKind, MetadataDirective, ObjectClient};
+use crate::cos::{CopySource, CosErrorKind, MetadataDirective, ObjectClient};
 use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
@@ -51,20 +51,20 @@ impl<C: ObjectClient> CosFs<C> {
                     return Err(fs_err(FsErrorKind::IsDir, new_name.to_string()));
                 }
             }
-            let size = self.node(src.ino)?.size;
+            let n = self.node(src.ino)?;
+            let from = CopySource::key(&src_key)
+                .size(n.size)
+                .etag(n.etag.as_deref())
+                .crc64(n.crc64);
             let r = c
-                .copy(
-                    &src_key,
-                    &dst_key_base,
-                    Some(size),
-                    &MetadataDirective::Copy,
-                )
+                .copy(&from, &dst_key_base, &MetadataDirective::Copy)
                 .await?;
             c.delete(&src_key).await?;
             let mut t = self.inner.table.lock();
             t.rename(parent, name, new_parent, new_name);
             if let Some(n) = t.get_mut(src.ino) {
                 n.etag = Some(r.etag);
+                n.crc64 = r.crc64.or(n.crc64);
             }
             t.set_negative(parent, name, Instant::now());
             return Ok(());
@@ -99,11 +99,11 @@ impl<C: ObjectClient> CosFs<C> {
     pub(super) async fn move_tree(&self, src: &str, dst: &str) -> Result<(), FsError> {
         let c = &self.inner.client;
         let mut marker: Option<String> = None;
-        let mut keys: Vec<(String, u64)> = Vec::new();
+        let mut keys: Vec<(String, u64, String)> = Vec::new();
         loop {
             let page = c.list(src, None, marker.as_deref(), PAGE).await?;
             let last = page.objects.last().map(|o| o.key.clone());
-            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size, o.etag)));
             match page.next_marker {
                 Some(m) if !m.is_empty() => marker = Some(m),
                 Some(_) => marker = last,
@@ -115,15 +115,16 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let par = self.inner.config.parallel_count.max(1);
         for chunk in keys.chunks(par) {
-            let copies = chunk.iter().map(|(k, size)| {
+            let copies = chunk.iter().map(|(k, size, etag)| {
                 let to = format!("{dst}{}", &k[src.len()..]);
-                async move { c.copy(k, &to, Some(*size), &MetadataDirective::Copy).await }
+                let from = CopySource::key(k).size(*size).etag(Some(etag));
+                async move { c.copy(&from, &to, &MetadataDirective::Copy).await }
             });
             for r in futures::future::join_all(copies).await {
                 r?;
             }
         }
-        let all: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
+        let all: Vec<String> = keys.into_iter().map(|(k, _, _)| k).collect();
         for chunk in all.chunks(PAGE as usize) {
             let failed = c.delete_many(chunk).await?;
             if let Some((k, code)) = failed.0.first() {

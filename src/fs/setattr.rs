@@ -4,9 +4,10 @@
 
 use super::error::fs_err;
 use super::inode::ROOT_INO;
-use super::write::{Stream, WriteState};
+use super::open_file::WriteState;
+use super::write::Stream;
 use super::{attr, not_found, Attr, CosFs, FileKind, FsError, FsErrorKind, SetAttr};
-use crate::cos::{MetadataDirective, ObjectClient};
+use crate::cos::{CopySource, MetadataDirective, ObjectClient};
 use bytes::Bytes;
 use std::time::{Instant, SystemTime};
 
@@ -53,26 +54,21 @@ impl<C: ObjectClient> CosFs<C> {
         let c = &self.inner.client;
         let etag = if n.meta.kind == FileKind::Directory {
             if n.has_marker {
-                c.copy(
-                    &key,
-                    &key,
-                    Some(0),
-                    &MetadataDirective::Replaced(opts.clone()),
-                )
-                .await?
-                .etag
+                let src = CopySource::key(&key).size(0).etag(n.etag.as_deref());
+                c.copy(&src, &key, &MetadataDirective::Replaced(opts.clone()))
+                    .await?
+                    .etag
             } else {
                 c.put(&key, Bytes::new(), &opts).await?.etag
             }
         } else {
-            c.copy(
-                &key,
-                &key,
-                Some(n.size),
-                &MetadataDirective::Replaced(opts.clone()),
-            )
-            .await?
-            .etag
+            let src = CopySource::key(&key)
+                .size(n.size)
+                .etag(n.etag.as_deref())
+                .crc64(n.crc64);
+            c.copy(&src, &key, &MetadataDirective::Replaced(opts.clone()))
+                .await?
+                .etag
         };
         let mut t = self.inner.table.lock();
         let n = t
@@ -92,35 +88,17 @@ impl<C: ObjectClient> CosFs<C> {
         size: u64,
         fh: Option<u64>,
     ) -> Result<(), FsError> {
-        let h = match fh.map(|f| self.handle(f)).transpose()? {
-            Some(h) if h.writable => Some(h),
-            _ => None,
+        // With a handle open for writing, the change joins the file's shared write state
+        // (uploaded by the next flush, fsync or close, with the other pending data).
+        let writer = match fh.map(|f| self.handle(f)).transpose()? {
+            Some(h) if h.writable => Some(h.file.clone()),
+            _ => self.writable_open_file(ino),
         };
-        if let Some(h) = h {
-            let mut st = h.state.lock().await;
-            if let WriteState::Failed(e) = &*st {
-                return Err(e.clone());
-            }
-            let done = match &mut *st {
-                WriteState::Stream(s) if s.pos == size => true,
-                WriteState::Stream(s) if size == 0 && s.all_buffered() => {
-                    *st = WriteState::Stream(Stream::new());
-                    true
-                }
-                WriteState::Clean if size == 0 => {
-                    *st = WriteState::Stream(Stream::new());
-                    true
-                }
-                _ => false,
-            };
-            if !done {
-                self.to_staging(ino, &mut st).await?;
-                if let WriteState::Staged(s) = &mut *st {
-                    s.truncate(&self.inner.writer, size)?;
-                }
-            }
-            self.mark_local(ino, Some(size));
-            return Ok(());
+        if let Some(of) = writer {
+            let mut st = of.state.lock().await;
+            st.failed()?;
+            let r = self.truncate_locked(ino, &mut st, size).await;
+            return self.settle(ino, &mut st, r);
         }
         // No writable handle: change the object now.
         let n = self.node(ino)?;
@@ -129,20 +107,62 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let (key, opts) = self.upload_target(ino)?;
         let w = &self.inner.writer;
-        let etag = if size == 0 {
-            self.inner.client.put(&key, Bytes::new(), &opts).await?.etag
+        let r = if size == 0 {
+            self.inner.client.put(&key, Bytes::new(), &opts).await?
         } else {
             let mut s = w.download(&key, n.size).await?;
-            s.truncate(w, size)?;
-            w.upload_staging(&s, &key, &opts).await?.etag
+            s.truncate(&w.staging, size)?;
+            w.upload_staging(&s, &key, &opts).await?
         };
         let ttl = self.inner.config.stat_ttl;
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
             n.size = size;
-            n.etag = Some(etag);
+            n.etag = Some(r.etag);
+            n.crc64 = r.crc64;
             n.meta.mtime = SystemTime::now();
             n.expires = Instant::now() + ttl;
         }
+        Ok(())
+    }
+
+    /// The shared state of `ino` if some handle of it is open for writing.
+    fn writable_open_file(&self, ino: u64) -> Option<std::sync::Arc<super::open_file::OpenFile>> {
+        let any = self
+            .inner
+            .files
+            .lock()
+            .values()
+            .any(|h| h.ino == ino && h.writable);
+        if any {
+            self.open_file(ino)
+        } else {
+            None
+        }
+    }
+
+    async fn truncate_locked(
+        &self,
+        ino: u64,
+        st: &mut WriteState,
+        size: u64,
+    ) -> Result<(), FsError> {
+        let done = match &*st {
+            WriteState::Stream(s) if s.pos == size => true,
+            // Truncation to zero discards what was written (a started upload is aborted
+            // by its guard when the old stream is dropped).
+            WriteState::Stream(_) | WriteState::Clean if size == 0 => {
+                *st = WriteState::Stream(Stream::new());
+                true
+            }
+            _ => false,
+        };
+        if !done {
+            self.to_staging(ino, st).await?;
+            if let WriteState::Staged(s) = st {
+                s.truncate(&self.inner.writer.staging, size)?;
+            }
+        }
+        self.mark_local(ino, Some(size));
         Ok(())
     }
 }

@@ -1,44 +1,48 @@
-//! The write path: streaming multipart uploads, local staging files, and the upload
-//! state machine of a file handle.
+//! The write machinery: streaming multipart uploads (`Stream`), uploads of staging files,
+//! and downloads into staging files.
 //!
-//! A new (or truncated) file written sequentially is a `Stream`: bytes fill a part-sized
-//! buffer; a full buffer becomes an Upload Part task (at most `parallel_count` in flight
-//! per handle) while the program keeps writing. Buffers take their bytes from a shared
-//! memory budget, so writers wait when the budget is used up; part buffers are reused
-//! through a `BufPool` once their upload is done. A file that stays smaller
-//! than one part is sent as a single PUT at flush. Part sizes grow (×2 every 1000 parts,
-//! capped at 5 GiB) so files beyond 10,000 × part size still fit.
+//! A new (or truncated) file written sequentially is a `Stream`: bytes fill a buffer
+//! that grows up to one part; a full part becomes an Upload Part task (at most
+//! `parallel_count` in flight per file) while the program keeps writing. Buffers are paid
+//! for from the mount's memory budget (writers' share) and travel with their reservation
+//! into the upload task, so memory is returned when the part is acknowledged; full-size
+//! part buffers are reused through a `BufPool`. A file that stays smaller than one part
+//! is sent as a single PUT. Part sizes grow (×2 every 1000 parts, capped at 5 GiB) so
+//! files beyond 10,000 × part size still fit.
 //!
-//! Anything else (writes into an existing object, random writes, truncation to a
-//! non-zero size, reads of a file being written) uses a `Staging` file under
-//! `staging_dir`: the object is downloaded on first need, edited locally and uploaded at
-//! flush. Staging keeps `staging_min_free` bytes free and fails with NoSpace instead.
+//! A started multipart upload is guarded: unless it is completed or aborted explicitly,
+//! dropping it (a failure path, a discarded stream) aborts it in the background, so no
+//! code path can leave a billed upload behind by forgetting to. An upload that is not
+//! completed never becomes an object: the previous object stays as it was.
 //!
-//! An upload that fails leaves the handle `Failed`: the error is returned by that flush
-//! and by every later flush/fsync/write, and the old object is untouched (a multipart
-//! upload is aborted; PUT and Complete replace an object atomically or not at all).
+//! Staging files (see `staging`) are filled from the bucket by `download`, which checks
+//! the object's CRC-64 end to end (a corrupt download must not be edited and uploaded as
+//! the file's new content), and sent back whole by `upload_staging`.
 
-use super::bufpool::BufPool;
+use super::budget::{MemoryBudget, Purpose, Reservation};
+use super::bufpool::{Buf, BufPool};
 use super::error::{fs_err, FsError, FsErrorKind};
+use super::staging::{Staging, StagingArea};
+use crate::cos::crc64::Crc64;
 use crate::cos::limits::{MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::cos::{CompletedPart, CosError, ObjectClient, PutOptions, PutResult, UploadId};
+use crate::cos::{
+    CompletedPart, CosError, CosErrorKind, ObjectClient, PutOptions, PutResult, UploadId,
+};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::StreamExt;
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Parts double in size after this many parts.
 pub const PARTS_PER_SIZE_STEP: u32 = 1000;
-/// The memory budget is counted in units of this many bytes (semaphore permits).
-const BUDGET_UNIT: u64 = 64 * 1024;
 /// Idle part buffers kept for reuse (a finished part's buffer serves the next one).
 const POOL_IDLE_PARTS: usize = 2;
+/// Buffers beyond this size are allocated as a whole part at once instead of doubling.
+const WHOLE_PART_ABOVE: usize = 1024 * 1024;
+/// Smallest buffer growth step.
+const MIN_GROWTH: usize = 64 * 1024;
 
 /// Size of part `number` (1-based) for a base part size: the base (clamped to 1 MiB..=5
 /// GiB) doubled once per 1000 parts, capped at 5 GiB.
@@ -54,37 +58,16 @@ pub fn max_object_size(base: u64) -> u64 {
     (1..=MAX_PARTS).map(|n| part_size_for(base, n)).sum()
 }
 
-/// Free bytes of the file system holding a path (injectable for tests).
-pub type FreeSpaceProbe = Arc<dyn Fn(&Path) -> std::io::Result<u64> + Send + Sync>;
-
-/// `statvfs` of the path: bytes available to unprivileged users.
-pub fn statvfs_free(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; statvfs only writes into `st`.
-    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
 /// Shared write machinery of a mount.
 pub struct Writer<C: ObjectClient> {
     pub client: Arc<C>,
     pub part_size: u64,
     pub parallel_count: usize,
-    budget: Arc<Semaphore>,
-    budget_units: u32,
-    pub staging_dir: PathBuf,
-    pub min_free: u64,
-    pub probe: parking_lot::RwLock<FreeSpaceProbe>,
-    next_staging: AtomicU64,
+    pub budget: Arc<MemoryBudget>,
+    pub staging: StagingArea,
     /// Buffers of base-size parts, reused from part to part.
-    pool: Arc<BufPool>,
+    parts: Arc<BufPool>,
+    rt: tokio::runtime::Handle,
 }
 
 impl<C: ObjectClient> Writer<C> {
@@ -92,103 +75,86 @@ impl<C: ObjectClient> Writer<C> {
         client: Arc<C>,
         part_size: u64,
         parallel_count: usize,
-        budget_bytes: u64,
-        staging_dir: PathBuf,
-        min_free: u64,
+        budget: Arc<MemoryBudget>,
+        staging: StagingArea,
+        rt: tokio::runtime::Handle,
     ) -> Writer<C> {
-        let units = (budget_bytes / BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         let part_size = part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         Writer {
-            pool: BufPool::new(part_size as usize, POOL_IDLE_PARTS),
+            parts: BufPool::new(
+                part_size as usize,
+                POOL_IDLE_PARTS,
+                budget.clone(),
+                Purpose::Write,
+            ),
             client,
             part_size,
             parallel_count: parallel_count.max(1),
-            budget: Arc::new(Semaphore::new(units as usize)),
-            budget_units: units,
-            staging_dir,
-            min_free,
-            probe: parking_lot::RwLock::new(Arc::new(statvfs_free)),
-            next_staging: AtomicU64::new(0),
+            budget,
+            staging,
+            rt,
         }
     }
 
-    /// Budget units covering `bytes` (at most the whole budget, so one part larger than
-    /// the budget can still proceed alone).
-    fn units(&self, bytes: u64) -> u32 {
-        bytes
-            .div_ceil(BUDGET_UNIT)
-            .min(u64::from(self.budget_units)) as u32
-    }
-
-    /// Waits until `bytes` of the memory budget are free and takes them.
-    async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, FsError> {
-        self.reserve_units(self.units(bytes).max(1)).await
-    }
-
-    async fn reserve_units(&self, units: u32) -> Result<OwnedSemaphorePermit, FsError> {
-        self.budget
-            .clone()
-            .acquire_many_owned(units)
-            .await
-            .map_err(|_| fs_err(FsErrorKind::LocalIo, "memory budget closed"))
-    }
-
-    /// Fails with NoSpace unless `extra` more bytes leave `min_free` free.
-    pub fn check_space(&self, extra: u64) -> Result<(), FsError> {
-        let probe = self.probe.read().clone();
-        let free = probe(&self.staging_dir)?;
-        if free < extra.saturating_add(self.min_free) {
-            return Err(fs_err(
-                FsErrorKind::NoSpace,
-                format!(
-                    "staging area {} has {free} bytes free; {extra} more would go below the {} byte floor",
-                    self.staging_dir.display(),
-                    self.min_free
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// A new, empty, already-unlinked staging file.
-    pub fn new_staging(&self) -> Result<Staging, FsError> {
-        std::fs::create_dir_all(&self.staging_dir)?;
-        let n = self.next_staging.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .staging_dir
-            .join(format!("stage-{}-{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            // Plaintext of possibly encrypted objects: nobody else may read it, even in the
-            // moment before the unlink below.
-            .mode(0o600)
-            .open(&path)?;
-        // Unlinked at once: the space is returned even if the daemon dies.
-        std::fs::remove_file(&path)?;
-        Ok(Staging {
-            file,
-            size: 0,
-            dirty: false,
+    /// Starts a multipart upload of `key`, guarded so that it is aborted unless completed.
+    async fn initiate(&self, key: &str, opts: &PutOptions) -> Result<Multipart, FsError> {
+        let id = self.client.create_multipart(key, opts).await?;
+        let (c, k, i) = (self.client.clone(), key.to_string(), id.clone());
+        let abort: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Err(e) = c.abort_multipart(&k, &i).await {
+                tracing::warn!(key = %k, error = %e, "could not abort an unfinished multipart upload; it stays (billed) until aborted");
+            }
+        });
+        Ok(Multipart {
+            key: key.to_string(),
+            opts: opts.clone(),
+            id,
+            next_number: 1,
+            tasks: JoinSet::new(),
+            done: Vec::new(),
+            guard: AbortOnDrop {
+                rt: self.rt.clone(),
+                abort: Some(abort),
+            },
         })
     }
 
-    /// A staging file holding the object `key` (of `size` bytes) as it is now.
+    /// A staging file holding the object `key` as it is now (`size` bytes), checked
+    /// against the object's CRC-64 when COS reports one.
     pub async fn download(&self, key: &str, size: u64) -> Result<Staging, FsError> {
-        self.check_space(size)?;
-        let mut st = self.new_staging()?;
-        if size > 0 {
-            let resp = self.client.get(key, None).await?;
-            let mut body = resp.body;
-            let mut off = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                st.file.write_all_at(&chunk, off)?;
-                off += chunk.len() as u64;
-            }
-            st.size = off;
+        self.staging.check_space(size)?;
+        let mut st = self.staging.new_file()?;
+        if size == 0 {
+            return Ok(st);
         }
+        let resp = self.client.get(key, None).await?;
+        let expected = resp.meta.crc64;
+        let mut body = resp.body;
+        let mut off = 0u64;
+        let mut crc = Crc64::default();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            crc.update(&chunk);
+            st.file.write_all_at(&chunk, off)?;
+            off += chunk.len() as u64;
+        }
+        if let Some(want) = expected {
+            let got = crc.finish();
+            if got != want {
+                tracing::error!(
+                    key,
+                    expected = want,
+                    computed = got,
+                    bytes = off,
+                    "downloaded object does not match its CRC-64; refusing to edit it"
+                );
+                return Err(fs_err(
+                    FsErrorKind::Cos(CosErrorKind::IntegrityMismatch),
+                    format!("{key}: downloaded {off} bytes with CRC-64 {got}, COS reports {want}"),
+                ));
+            }
+        }
+        st.size = off;
         Ok(st)
     }
 
@@ -200,50 +166,27 @@ impl<C: ObjectClient> Writer<C> {
         opts: &PutOptions,
     ) -> Result<PutResult, FsError> {
         if st.size < self.part_size {
-            let mut buf = vec![0u8; st.size as usize];
-            st.file.read_exact_at(&mut buf, 0)?;
-            return Ok(self.client.put(key, Bytes::from(buf), opts).await?);
+            let mut b = self.parts.take(st.size as usize).await;
+            b.data.resize(st.size as usize, 0);
+            st.file.read_exact_at(&mut b.data, 0)?;
+            let body = self.parts.freeze(b);
+            return Ok(self.client.put(key, body, opts).await?);
         }
         if st.size > max_object_size(self.part_size) {
             return Err(too_large(key));
         }
-        let id = self.client.create_multipart(key, opts).await?;
-        let r = self.upload_staging_parts(st, key, &id).await;
-        finish(&*self.client, key, &id, r).await
-    }
-
-    async fn upload_staging_parts(
-        &self,
-        st: &Staging,
-        key: &str,
-        id: &UploadId,
-    ) -> Result<Vec<CompletedPart>, FsError> {
-        let mut set: JoinSet<Result<CompletedPart, CosError>> = JoinSet::new();
-        let mut done = Vec::new();
+        let mut up = self.initiate(key, opts).await?;
         let mut off = 0u64;
-        let mut number = 1u32;
         while off < st.size {
+            let number = up.next_number;
             let len = part_size_for(self.part_size, number).min(st.size - off);
-            let permit = self.reserve(len).await?;
-            let mut buf = vec![0u8; len as usize];
-            st.file.read_exact_at(&mut buf, off)?;
-            while set.len() >= self.parallel_count {
-                done.push(join_one(&mut set).await?);
-            }
-            let c = self.client.clone();
-            let (k, i) = (key.to_string(), id.clone());
-            set.spawn(async move {
-                let _permit = permit;
-                c.upload_part(&k, &i, number, Bytes::from(buf)).await
-            });
+            let mut b = self.parts.take(len as usize).await;
+            b.data.resize(len as usize, 0);
+            st.file.read_exact_at(&mut b.data, off)?;
+            up.send(self, number, self.parts.freeze(b)).await?;
             off += len;
-            number += 1;
         }
-        while !set.is_empty() {
-            done.push(join_one(&mut set).await?);
-        }
-        done.sort_by_key(|p| p.number);
-        Ok(done)
+        up.complete(self).await.map(|(r, _)| r)
     }
 }
 
@@ -254,85 +197,35 @@ fn too_large(key: &str) -> FsError {
     )
 }
 
-async fn join_one(
-    set: &mut JoinSet<Result<CompletedPart, CosError>>,
-) -> Result<CompletedPart, FsError> {
-    match set.join_next().await {
-        Some(Ok(r)) => Ok(r?),
-        Some(Err(e)) => Err(fs_err(FsErrorKind::LocalIo, format!("upload task: {e}"))),
-        None => Err(fs_err(FsErrorKind::LocalIo, "no upload task")),
+/// Aborts a multipart upload in the background when dropped while armed.
+struct AbortOnDrop {
+    rt: tokio::runtime::Handle,
+    abort: Option<BoxFuture<'static, ()>>,
+}
+
+impl AbortOnDrop {
+    /// Runs the abort now (failure paths that can wait for it).
+    async fn abort_now(&mut self) {
+        if let Some(f) = self.abort.take() {
+            f.await;
+        }
+    }
+
+    /// The upload was completed: nothing to abort.
+    fn disarm(&mut self) {
+        self.abort = None;
     }
 }
 
-/// Completes the upload with `parts`, or aborts it when they failed (the old object stays).
-async fn finish<C: ObjectClient>(
-    client: &C,
-    key: &str,
-    id: &UploadId,
-    parts: Result<Vec<CompletedPart>, FsError>,
-) -> Result<PutResult, FsError> {
-    let r = match parts {
-        Ok(parts) => client
-            .complete_multipart(key, id, &parts)
-            .await
-            .map_err(FsError::from),
-        Err(e) => Err(e),
-    };
-    if r.is_err() {
-        if let Err(e) = client.abort_multipart(key, id).await {
-            tracing::warn!(key, error = %e, "abort of a failed multipart upload failed; the upload stays until aborted");
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.abort.take() {
+            self.rt.spawn(f);
         }
-    }
-    r
-}
-
-/// A local file holding the whole content of a file being edited.
-pub struct Staging {
-    pub file: File,
-    pub size: u64,
-    /// Changed since the last upload.
-    pub dirty: bool,
-}
-
-impl Staging {
-    pub fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
-        if offset >= self.size {
-            return Ok(Bytes::new());
-        }
-        let n = u64::from(len).min(self.size - offset) as usize;
-        let mut buf = vec![0u8; n];
-        self.file.read_exact_at(&mut buf, offset)?;
-        Ok(Bytes::from(buf))
-    }
-
-    pub fn write<C: ObjectClient>(
-        &mut self,
-        w: &Writer<C>,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), FsError> {
-        let end = offset + data.len() as u64;
-        if end > self.size {
-            w.check_space(end - self.size)?;
-        }
-        self.file.write_all_at(data, offset)?;
-        self.size = self.size.max(end);
-        self.dirty = true;
-        Ok(())
-    }
-
-    pub fn truncate<C: ObjectClient>(&mut self, w: &Writer<C>, size: u64) -> Result<(), FsError> {
-        if size > self.size {
-            w.check_space(size - self.size)?;
-        }
-        self.file.set_len(size)?;
-        self.size = size;
-        self.dirty = true;
-        Ok(())
     }
 }
 
-/// A multipart upload started by a stream.
+/// A started multipart upload: parts handed out, in flight and acknowledged.
 struct Multipart {
     key: String,
     /// The object attributes sent with Initiate (they become the object's).
@@ -341,23 +234,112 @@ struct Multipart {
     next_number: u32,
     tasks: JoinSet<Result<CompletedPart, CosError>>,
     done: Vec<CompletedPart>,
+    guard: AbortOnDrop,
+}
+
+impl Multipart {
+    async fn join_one(&mut self) -> Result<(), FsError> {
+        match self.tasks.join_next().await {
+            Some(Ok(r)) => {
+                self.done.push(r?);
+                Ok(())
+            }
+            Some(Err(e)) => Err(fs_err(FsErrorKind::LocalIo, format!("upload task: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends part `number` (the next one) in the background, after waiting for a free
+    /// slot; an earlier part's failure is returned here.
+    async fn send<C: ObjectClient>(
+        &mut self,
+        w: &Writer<C>,
+        number: u32,
+        body: Bytes,
+    ) -> Result<(), FsError> {
+        if number > MAX_PARTS {
+            return Err(too_large(&self.key));
+        }
+        while self.tasks.len() >= w.parallel_count {
+            self.join_one().await?;
+        }
+        self.next_number = number + 1;
+        let (c, k, i) = (w.client.clone(), self.key.clone(), self.id.clone());
+        self.tasks
+            .spawn(async move { c.upload_part(&k, &i, number, body).await });
+        Ok(())
+    }
+
+    /// Waits for every part and completes the upload; on any failure the upload is
+    /// aborted and the previous object stays. Returns the result and the attributes the
+    /// object got (those given at Initiate).
+    async fn complete<C: ObjectClient>(
+        mut self,
+        w: &Writer<C>,
+    ) -> Result<(PutResult, PutOptions), FsError> {
+        let r = async {
+            while !self.tasks.is_empty() {
+                self.join_one().await?;
+            }
+            self.done.sort_by_key(|p| p.number);
+            // Every part number handed out must be here: a part whose upload failed (its
+            // error already returned to an earlier write) would otherwise leave a hole that
+            // Complete might accept, storing an object without that part's bytes.
+            let contiguous = self.done.len() as u32 == self.next_number - 1
+                && self.done.iter().zip(1u32..).all(|(p, n)| p.number == n);
+            if !contiguous || self.done.is_empty() {
+                return Err(fs_err(
+                    FsErrorKind::LocalIo,
+                    format!(
+                        "{}: a part of the multipart upload was lost; not completing it",
+                        self.key
+                    ),
+                ));
+            }
+            Ok(w.client
+                .complete_multipart(&self.key, &self.id, &self.done)
+                .await?)
+        }
+        .await;
+        match r {
+            Ok(put) => {
+                self.guard.disarm();
+                Ok((put, std::mem::take(&mut self.opts)))
+            }
+            Err(e) => {
+                self.tasks.abort_all();
+                self.guard.abort_now().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Sequential new content, streamed out as parts while it is written.
 pub struct Stream {
     buf: Vec<u8>,
-    /// Memory budget held for `buf`.
-    permit: Option<OwnedSemaphorePermit>,
+    /// Budget held for `buf`'s capacity.
+    reservation: Reservation,
     /// Bytes written so far (the file size).
     pub pos: u64,
     upload: Option<Multipart>,
+}
+
+/// How a stream's buffer grows to take more bytes.
+enum Growth {
+    /// There is room already.
+    None,
+    /// A whole part buffer of this size (pooled for base-size parts).
+    WholePart(usize),
+    /// Grow to this capacity, paying for this many more bytes.
+    To { capacity: usize, extra: u64 },
 }
 
 impl Stream {
     pub fn new() -> Stream {
         Stream {
             buf: Vec::new(),
-            permit: None,
+            reservation: Reservation::default(),
             pos: 0,
             upload: None,
         }
@@ -374,39 +356,93 @@ impl Stream {
         part_size_for(w.part_size, n)
     }
 
-    /// Budget units still missing for the buffer to grow by `n` bytes.
-    fn missing_units<C: ObjectClient>(&self, w: &Writer<C>, n: usize) -> u32 {
-        let want = w.units(self.buf.len() as u64 + n as u64);
-        let have = self.permit.as_ref().map_or(0, |p| p.num_permits()) as u32;
-        want.saturating_sub(have)
-    }
-
-    fn add_permit(&mut self, p: OwnedSemaphorePermit) {
-        match &mut self.permit {
-            Some(have) => have.merge(p),
-            None => self.permit = Some(p),
-        }
-    }
-
-    /// Takes budget for `n` more buffered bytes without waiting; false if the budget is
-    /// used up. Memory is accounted by what is buffered, not by the part size, so many
-    /// small files open at once do not exhaust the budget.
-    pub fn try_grow<C: ObjectClient>(&mut self, w: &Writer<C>, n: usize) -> bool {
-        let missing = self.missing_units(w, n.min(self.room(w)));
-        if missing == 0 {
-            return true;
-        }
-        match w.budget.clone().try_acquire_many_owned(missing) {
-            Ok(p) => {
-                self.add_permit(p);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
     fn room<C: ObjectClient>(&self, w: &Writer<C>) -> usize {
         (self.current_part_size(w) - self.buf.len() as u64) as usize
+    }
+
+    /// What the buffer needs to take `n` more bytes of the current part.
+    fn growth<C: ObjectClient>(&self, w: &Writer<C>, n: usize) -> Growth {
+        let part = self.current_part_size(w) as usize;
+        let want = (self.buf.len() + n).min(part);
+        if want <= self.buf.capacity() {
+            return Growth::None;
+        }
+        // A buffer clearly headed for a whole part takes one (pooled for base-size
+        // parts) instead of being copied at every doubling.
+        if want > WHOLE_PART_ABOVE.min(part / 2) {
+            return Growth::WholePart(part);
+        }
+        let capacity = want.next_power_of_two().clamp(MIN_GROWTH, part);
+        let extra = (capacity as u64).saturating_sub(self.reservation.bytes());
+        Growth::To { capacity, extra }
+    }
+
+    fn apply(&mut self, g: Growth, paid: Option<Reservation>, whole: Option<Buf>) {
+        match g {
+            Growth::None => {}
+            Growth::WholePart(_) => {
+                if let Some(mut b) = whole {
+                    b.data.extend_from_slice(&self.buf);
+                    self.buf = b.data;
+                    // The old, smaller buffer's share goes back with it.
+                    self.reservation = b.reservation;
+                }
+            }
+            Growth::To { capacity, .. } => {
+                if let Some(r) = paid {
+                    self.reservation.merge(r);
+                }
+                self.buf.reserve_exact(capacity - self.buf.len());
+            }
+        }
+    }
+
+    /// Makes room for `n` more bytes without waiting; false if the budget cannot pay now.
+    /// Memory is taken as the buffer grows, not by the part size, so many small files
+    /// open at once do not exhaust the budget.
+    pub fn try_grow<C: ObjectClient>(&mut self, w: &Writer<C>, n: usize) -> bool {
+        let n = n.min(self.room(w));
+        match self.growth(w, n) {
+            Growth::None => true,
+            g @ Growth::WholePart(len) => match w.parts.try_take(len) {
+                Some(b) => {
+                    self.apply(g, None, Some(b));
+                    true
+                }
+                None => false,
+            },
+            g @ Growth::To { extra, .. } => {
+                if extra == 0 {
+                    self.apply(g, None, None);
+                    return true;
+                }
+                match w.budget.try_reserve(extra, Purpose::Write) {
+                    Some(r) => {
+                        self.apply(g, Some(r), None);
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    async fn grow<C: ObjectClient>(&mut self, w: &Writer<C>, n: usize) {
+        match self.growth(w, n) {
+            Growth::None => {}
+            g @ Growth::WholePart(len) => {
+                let b = w.parts.take(len).await;
+                self.apply(g, None, Some(b));
+            }
+            g @ Growth::To { extra, .. } => {
+                let r = if extra == 0 {
+                    None
+                } else {
+                    Some(w.budget.reserve(extra, Purpose::Write).await)
+                };
+                self.apply(g, r, None);
+            }
+        }
     }
 
     /// Appends `data` (which must start at `pos`), uploading full parts; waits for
@@ -422,18 +458,7 @@ impl Stream {
         while !data.is_empty() {
             let part = self.current_part_size(w);
             let n = self.room(w).min(data.len());
-            let missing = self.missing_units(w, n);
-            if missing > 0 {
-                let p = w.reserve_units(missing).await?;
-                self.add_permit(p);
-            }
-            if self.buf.len() + n > 1024 * 1024 && self.buf.capacity() < part as usize {
-                // Clearly a large file: allocate the whole part once (from the pool)
-                // instead of re-copying the buffer at every doubling.
-                let mut whole = w.pool.take(part as usize);
-                whole.extend_from_slice(&self.buf);
-                self.buf = whole;
-            }
+            self.grow(w, n).await;
             self.buf.extend_from_slice(&data[..n]);
             self.pos += n as u64;
             data = &data[n..];
@@ -449,7 +474,16 @@ impl Stream {
         Ok(())
     }
 
-    /// Sends the full buffer as the next part.
+    /// The buffer as an upload body carrying its reservation.
+    fn take_body<C: ObjectClient>(&mut self, w: &Writer<C>) -> Bytes {
+        let b = Buf {
+            data: std::mem::take(&mut self.buf),
+            reservation: std::mem::take(&mut self.reservation),
+        };
+        w.parts.freeze(b)
+    }
+
+    /// Sends the full buffer as the next part, starting the upload if needed.
     async fn ship<C: ObjectClient>(
         &mut self,
         w: &Writer<C>,
@@ -457,101 +491,55 @@ impl Stream {
         opts: &PutOptions,
     ) -> Result<(), FsError> {
         if self.upload.is_none() {
-            let id = w.client.create_multipart(key, opts).await?;
-            self.upload = Some(Multipart {
-                key: key.to_string(),
-                opts: opts.clone(),
-                id,
-                next_number: 1,
-                tasks: JoinSet::new(),
-                done: Vec::new(),
-            });
+            self.upload = Some(w.initiate(key, opts).await?);
         }
+        let body = self.take_body(w);
         let Some(up) = self.upload.as_mut() else {
             return Err(fs_err(FsErrorKind::LocalIo, "multipart upload missing"));
         };
-        if up.next_number > MAX_PARTS {
-            return Err(too_large(key));
-        }
-        while up.tasks.len() >= w.parallel_count {
-            up.done.push(join_one(&mut up.tasks).await?);
-        }
-        let body = w.pool.freeze(std::mem::take(&mut self.buf));
-        let permit = self.permit.take();
         let number = up.next_number;
-        up.next_number += 1;
-        let (c, k, i) = (w.client.clone(), up.key.clone(), up.id.clone());
-        up.tasks.spawn(async move {
-            let _permit = permit;
-            c.upload_part(&k, &i, number, body).await
-        });
-        Ok(())
+        up.send(w, number, body).await
     }
 
     /// Uploads what was written as `key`: one PUT if no part was sent yet, else the
-    /// remaining buffer as the last part and Complete (Abort on failure). Returns the
-    /// result and the attributes the object got (for a multipart upload, those given at
-    /// Initiate, which may be older than `opts`).
+    /// remaining buffer as the last part and Complete (the upload is aborted on failure).
+    /// Returns the result and the attributes the object got (for a multipart upload,
+    /// those given at Initiate, which may be older than `opts`).
     pub async fn finish<C: ObjectClient>(
         mut self,
         w: &Writer<C>,
         key: &str,
         opts: &PutOptions,
     ) -> Result<(PutResult, PutOptions), FsError> {
+        let body = self.take_body(w);
         let Some(mut up) = self.upload.take() else {
-            let body = w.pool.freeze(std::mem::take(&mut self.buf));
             let r = w.client.put(key, body, opts).await?;
             return Ok((r, opts.clone()));
         };
-        let r = async {
-            if !self.buf.is_empty() {
-                if up.next_number > MAX_PARTS {
-                    return Err(too_large(key));
-                }
-                let body = w.pool.freeze(std::mem::take(&mut self.buf));
-                let p = w
-                    .client
-                    .upload_part(&up.key, &up.id, up.next_number, body)
-                    .await?;
-                up.next_number += 1;
-                up.done.push(p);
+        if !body.is_empty() {
+            let number = up.next_number;
+            if let Err(e) = up.send(w, number, body).await {
+                up.tasks.abort_all();
+                up.guard.abort_now().await;
+                return Err(e);
             }
-            while !up.tasks.is_empty() {
-                up.done.push(join_one(&mut up.tasks).await?);
-            }
-            up.done.sort_by_key(|p| p.number);
-            // Every part number handed out must be here: a part whose upload failed (its
-            // error already returned to an earlier write) would otherwise leave a hole that
-            // Complete might accept, storing an object without that part's bytes.
-            let contiguous = up.done.len() as u32 == up.next_number - 1
-                && up.done.iter().zip(1u32..).all(|(p, n)| p.number == n);
-            if !contiguous {
-                return Err(fs_err(
-                    FsErrorKind::LocalIo,
-                    format!("{key}: a part of the multipart upload was lost; not completing it"),
-                ));
-            }
-            Ok(std::mem::take(&mut up.done))
         }
-        .await;
-        up.tasks.abort_all();
-        let r = finish(&*w.client, &up.key, &up.id, r).await?;
-        Ok((r, up.opts))
+        up.complete(w).await
     }
 
-    /// Drops the stream, aborting a started upload (data discarded on purpose).
-    pub async fn discard<C: ObjectClient>(mut self, w: &Writer<C>) {
-        if let Some(mut up) = self.upload.take() {
-            up.tasks.abort_all();
-            let _ = w.client.abort_multipart(&up.key, &up.id).await;
-        }
+    /// Bytes `offset..offset+len` of a stream that is still all in memory.
+    pub fn read_buffered(&self, offset: u64, len: u32) -> Bytes {
+        let start = (offset as usize).min(self.buf.len());
+        let end = (start + len as usize).min(self.buf.len());
+        Bytes::copy_from_slice(&self.buf[start..end])
     }
 
-    /// Moves content that is still entirely in memory into a staging file.
-    pub fn into_staging<C: ObjectClient>(self, w: &Writer<C>) -> Result<Staging, FsError> {
-        let mut st = w.new_staging()?;
+    /// A staging file holding what is still entirely in memory. The stream itself is left
+    /// as it was: the caller replaces it only once the staging file exists.
+    pub fn copy_to_staging(&self, area: &StagingArea) -> Result<Staging, FsError> {
+        let mut st = area.new_file()?;
         if !self.buf.is_empty() {
-            st.write(w, 0, &self.buf)?;
+            st.write(area, 0, &self.buf)?;
         }
         st.dirty = true;
         Ok(st)
@@ -561,26 +549,6 @@ impl Stream {
 impl Default for Stream {
     fn default() -> Self {
         Stream::new()
-    }
-}
-
-/// The upload state of a handle opened for writing.
-pub enum WriteState {
-    /// Nothing pending: the bucket holds what this handle wrote (or it wrote nothing).
-    Clean,
-    Stream(Stream),
-    Staged(Staging),
-    /// The last upload failed; every later flush answers this error.
-    Failed(FsError),
-}
-
-impl WriteState {
-    pub fn is_pending(&self) -> bool {
-        match self {
-            WriteState::Clean | WriteState::Failed(_) => false,
-            WriteState::Stream(_) => true,
-            WriteState::Staged(s) => s.dirty,
-        }
     }
 }
 

@@ -78,6 +78,7 @@ pub fn errno_of(e: &FsError) -> i32 {
         FsErrorKind::NameTooLong => libc::ENAMETOOLONG,
         FsErrorKind::FileTooLarge => libc::EFBIG,
         FsErrorKind::BadHandle => libc::EBADF,
+        FsErrorKind::TooManyFiles => libc::EMFILE,
         FsErrorKind::LocalIo => libc::EIO,
     }
 }

@@ -1,0 +1,99 @@
+//! The write state of a file with open handles: one `OpenFile` per inode, shared by all
+//! of its handles, so every handle sees the same pending data (as on a local disk) and
+//! one failure is everyone's.
+//!
+//! ```text
+//!              write at 0 of an empty file / O_TRUNC / create
+//!   Clean ───────────────────────────────────────────────────────▶ Stream
+//!     │                                                              │ sequential writes:
+//!     │ any other write, truncate,                                   │ full parts go out as
+//!     │ read of pending data                                         │ Upload Part meanwhile
+//!     ▼                                                              ▼
+//!   Staged ◀──── out-of-order write, memory short, read ─────────── Stream
+//!     │  (the staging copy exists before the stream is let go)       │
+//!     │ flush ok: uploaded, dirty = false            flush ok: ─────▶ Clean
+//!
+//!   any state ── an error from write, truncate, flush, fsync, close ──▶ Failed(e)
+//!   Failed ── last handle closed ──▶ (dropped: the next open starts Clean)
+//! ```
+//!
+//! The rules, enforced in one place (`CosFs::settle`):
+//! - An error returned by write, ftruncate, flush, fsync or close moves the file to
+//!   `Failed(e)`. From then on every write, read, fsync, flush and close through any of its
+//!   handles returns `e` again, until the last handle is closed. Pending data is discarded
+//!   (a started multipart upload is aborted): a failed file never completes, PUTs or
+//!   copies partial data, so the bucket keeps the previous object.
+//! - A transition that can fail builds the new state before it replaces the old one; and
+//!   because any failure ends in `Failed`, no transition can silently drop data that a
+//!   write() already acknowledged: either it reaches the bucket at flush/fsync/close, or
+//!   those calls fail.
+//! - Clean means nothing is pending: the bucket holds what the handles wrote (or they
+//!   wrote nothing). Staged with `dirty == false` is the same, with a local copy kept.
+
+use super::error::FsError;
+use super::staging::Staging;
+use super::write::Stream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The upload state of a file with open handles.
+pub enum WriteState {
+    /// Nothing pending.
+    Clean,
+    /// New content written sequentially from offset 0, streaming out as parts.
+    Stream(Stream),
+    /// The whole content in a local staging file.
+    Staged(Staging),
+    /// An error was returned; it is returned again until the last handle closes.
+    Failed(FsError),
+}
+
+impl WriteState {
+    /// Whether there is data the bucket does not hold yet.
+    pub fn is_pending(&self) -> bool {
+        match self {
+            WriteState::Clean | WriteState::Failed(_) => false,
+            WriteState::Stream(_) => true,
+            WriteState::Staged(s) => s.dirty,
+        }
+    }
+
+    /// The sticky error, if the file has failed.
+    pub fn failed(&self) -> Result<(), FsError> {
+        match self {
+            WriteState::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One inode's shared state while it has open handles.
+pub struct OpenFile {
+    pub ino: u64,
+    pub state: tokio::sync::Mutex<WriteState>,
+    /// Open handles; changed only under the registry's lock.
+    handles: AtomicUsize,
+}
+
+impl OpenFile {
+    pub fn new(ino: u64, state: WriteState) -> OpenFile {
+        OpenFile {
+            ino,
+            state: tokio::sync::Mutex::new(state),
+            handles: AtomicUsize::new(0),
+        }
+    }
+
+    /// One more handle (registry lock held).
+    pub fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// One handle less (registry lock held); true when it was the last.
+    pub fn remove_handle(&self) -> bool {
+        self.handles.fetch_sub(1, Ordering::SeqCst) <= 1
+    }
+
+    pub fn handles(&self) -> usize {
+        self.handles.load(Ordering::SeqCst)
+    }
+}
