@@ -46,7 +46,8 @@ struct Args {
     /// Append one JSON line per request here.
     #[arg(long)]
     request_log: Option<PathBuf>,
-    /// Plain-HTTP control endpoint (PUT/GET /faults, GET /stats), loopback recommended.
+    /// Plain-HTTP control endpoint (PUT/GET /faults, GET /stats, POST /corrupt,
+    /// POST/GET /omit-crc), loopback recommended.
     #[arg(long)]
     control_listen: Option<SocketAddr>,
     /// Delay before every response, in milliseconds.
@@ -70,6 +71,9 @@ struct Args {
     /// Stop injecting after this many faults.
     #[arg(long, requires = "fault")]
     fault_max: Option<u64>,
+    /// Seed for --fault-rate's draws, making the fault schedule reproducible.
+    #[arg(long, requires = "fault_rate")]
+    fault_seed: Option<u64>,
 }
 
 fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
@@ -225,8 +229,10 @@ fn main() -> ExitCode {
         request_log: args.request_log.clone(),
         faults: FaultConfig {
             kind: args.fault,
+            kinds: vec![],
             every_nth: args.fault_every,
             rate: args.fault_rate.unwrap_or(0.0),
+            seed: args.fault_seed,
             ops: args.fault_ops.clone(),
             max_faults: args.fault_max,
             latency_ms: args.latency_ms,

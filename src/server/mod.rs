@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -99,12 +99,20 @@ impl std::fmt::Debug for ServerCredential {
 /// operations); latency and bandwidth apply to every request (the bandwidth cap paces
 /// each response body and each uploaded body; HTTP/1 runs one request at a time per
 /// connection, so that is a per-connection cap).
+///
+/// The fault kind is drawn uniformly from `kinds` when it is not empty, else it is `kind`
+/// (the older single-kind form, still accepted); with neither, nothing is injected.
+/// `max_faults` caps the faults injected under this configuration (setting a new one
+/// starts the count over). With `seed`, the `rate` draws and the kind draws come from a
+/// generator seeded anew on every set, so one request order gives one fault schedule.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultConfig {
     pub kind: Option<FaultKind>,
+    pub kinds: Vec<FaultKind>,
     pub every_nth: Option<u64>,
     pub rate: f64,
+    pub seed: Option<u64>,
     pub ops: Vec<String>,
     pub max_faults: Option<u64>,
     pub latency_ms: u64,
@@ -126,6 +134,18 @@ pub enum FaultKind {
     TruncateBody,
 }
 
+impl FaultKind {
+    /// The JSON name (as in `FaultConfig` and the `faults_by_kind` statistics).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::SlowDown => "slow_down",
+            FaultKind::InternalError => "internal_error",
+            FaultKind::Reset => "reset",
+            FaultKind::TruncateBody => "truncate_body",
+        }
+    }
+}
+
 /// The shared state of a running server.
 pub struct State {
     pub bucket: String,
@@ -135,6 +155,9 @@ pub struct State {
     pub creds: HashMap<String, ServerCredential>,
     pub faults: faults::Faults,
     pub log: Option<reqlog::RequestLog>,
+    /// Leave `x-cos-hash-crc64ecma` out of GET/HEAD Object responses (set through the
+    /// control endpoint, to test clients' handling of a response without it).
+    pub omit_crc: AtomicBool,
     requests: AtomicU64,
     seq: AtomicU64,
     id_prefix: String,
@@ -201,8 +224,34 @@ impl ServerHandle {
         self.state.faults.set(f);
     }
 
+    /// Faults injected over the server's lifetime.
     pub fn faults_injected(&self) -> u64 {
         self.state.faults.injected()
+    }
+
+    /// Faults injected since the fault configuration was last set.
+    pub fn faults_injected_config(&self) -> u64 {
+        self.state.faults.injected_config()
+    }
+
+    /// All fault counters (lifetime totals by operation and kind included).
+    pub fn fault_stats(&self) -> faults::FaultStats {
+        self.state.faults.stats()
+    }
+
+    /// Flips one bit of `key`'s stored data at plaintext `offset` (see
+    /// [`store::Store::corrupt`]).
+    pub async fn corrupt(&self, key: &str, offset: u64) -> Result<(), store::CorruptError> {
+        let st = self.state.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || st.store.corrupt(&key, offset))
+            .await
+            .map_err(|e| store::CorruptError::Io(io::Error::other(e)))?
+    }
+
+    /// Makes GET/HEAD Object responses leave out `x-cos-hash-crc64ecma` (or not).
+    pub fn set_omit_crc(&self, omit: bool) {
+        self.state.omit_crc.store(omit, Ordering::SeqCst);
     }
 
     pub fn request_count(&self) -> u64 {
@@ -297,6 +346,7 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
             .collect(),
         faults: faults::Faults::new(cfg.faults.clone()),
         log,
+        omit_crc: AtomicBool::new(false),
         requests: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         id_prefix: store::random_name()[..12].to_string(),

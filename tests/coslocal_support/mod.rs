@@ -102,6 +102,8 @@ pub struct Call {
     pub body: Vec<u8>,
     /// Sign with this secret instead of the right one.
     pub secret: Option<String>,
+    /// Sign as this SecretId instead of [`ID`] (for servers with other credentials).
+    pub id: Option<String>,
     pub key_time: Option<KeyTime>,
     pub host: Option<String>,
     pub anonymous: bool,
@@ -262,7 +264,8 @@ pub async fn try_send_to(
         rb = rb.header(n.as_str(), v.as_str());
     }
     if !c.anonymous {
-        rb = rb.header("authorization", authorization(ID, kt, &parts));
+        let id = c.id.as_deref().unwrap_or(ID);
+        rb = rb.header("authorization", authorization(id, kt, &parts));
     }
     if matches!(c.method.as_str(), "PUT" | "POST") || !c.body.is_empty() {
         rb = rb.body(c.body.clone());
