@@ -5,7 +5,9 @@
 //! the SSE rules are enforced (see [`sse`] for the assumptions), SSE-C data is encrypted at
 //! rest with the customer key, and malformed requests get the COS error a real bucket
 //! would send. Faults (throttling, 500s, connection resets, truncated bodies), latency and
-//! a bandwidth cap can be injected, also at run time through a control endpoint.
+//! a bandwidth cap can be injected, also at run time through a control endpoint, which can
+//! also damage a stored object or drop the CRC-64 header (see [`control`]). Connections
+//! that never finish a TLS handshake or a request header are closed after a deadline.
 //!
 //! Modules: [`route`] (addressing, op), [`auth`] (signatures), [`sse`] + [`crypto`]
 //! (encryption rules and at-rest AES-CTR), [`store`] (files on disk), [`list`], [`range`],
@@ -60,7 +62,20 @@ pub struct ServerConfig {
     pub request_log: Option<PathBuf>,
     pub faults: FaultConfig,
     pub control_listen: Option<SocketAddr>,
+    /// How long a connection may take to complete its TLS handshake before it is dropped
+    /// (a client that connects and sends nothing would otherwise hold a task forever).
+    pub tls_handshake_timeout: Duration,
+    /// How long a connection may go without sending a complete request header, counted
+    /// from the connection (or the end of its previous response) on: idle keep-alive
+    /// connections are closed after this. Keep it above clients' pool idle timeouts
+    /// (cosmount's is 50 s), or a client may reuse a connection the server is closing.
+    pub header_read_timeout: Duration,
 }
+
+/// The default [`ServerConfig::tls_handshake_timeout`].
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`ServerConfig::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the server speaks TLS.
 #[derive(Clone, Debug)]
@@ -356,6 +371,10 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
     let mut tasks = vec![tokio::spawn(accept_loop(
         listener,
         tls.map(tokio_rustls::TlsAcceptor::from),
+        ConnTimeouts {
+            handshake: cfg.tls_handshake_timeout,
+            header_read: cfg.header_read_timeout,
+        },
         state.clone(),
         shutdown_rx.clone(),
         active.clone(),
@@ -380,9 +399,17 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
     })
 }
 
+/// Per-connection deadlines (see [`ServerConfig`]).
+#[derive(Clone, Copy)]
+struct ConnTimeouts {
+    handshake: Duration,
+    header_read: Duration,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    timeouts: ConnTimeouts,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
@@ -407,19 +434,27 @@ async fn accept_loop(
         active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             match tls {
-                Some(acc) => match acc.accept(stream).await {
-                    Ok(s) => serve_conn(s, state, rx).await,
-                    Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                },
-                None => serve_conn(stream, state, rx).await,
+                Some(acc) => {
+                    match tokio::time::timeout(timeouts.handshake, acc.accept(stream)).await {
+                        Ok(Ok(s)) => serve_conn(s, timeouts.header_read, state, rx).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        // Dropping the handshake future closes the socket.
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_conn(stream, timeouts.header_read, state, rx).await,
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-async fn serve_conn<I>(io: I, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_conn<I>(
+    io: I,
+    header_read_timeout: Duration,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Raised by the service when it hands hyper a response: the next head gets COS case.
@@ -430,6 +465,8 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .max_buf_size(4 * 1024 * 1024)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(
             hyper_util::rt::TokioIo::new(headcase::HeadCase::new(io, head_flag)),
             svc,

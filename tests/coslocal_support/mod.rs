@@ -38,6 +38,8 @@ pub fn config(dir: &std::path::Path, tls: TlsMode) -> ServerConfig {
         request_log: Some(dir.join("requests.jsonl")),
         faults: FaultConfig::default(),
         control_listen: None,
+        tls_handshake_timeout: server::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
     }
 }
 
