@@ -222,6 +222,8 @@ async fn run(o: &Opts, tls: bool) -> Result<(f64, Vec<f64>), String> {
         request_log: None,
         faults: FaultConfig::default(),
         control_listen: None,
+        tls_handshake_timeout: server::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
     })
     .await
     .map_err(|e| e.to_string())?;

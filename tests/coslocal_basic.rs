@@ -1,5 +1,6 @@
 //! coslocal over HTTPS with the crate signer: object round trips, addressing styles,
-//! ranges, listing, copy, delete, multipart, restart persistence.
+//! ranges, listing, copy, delete, multipart, restart persistence, and the deadlines that
+//! close connections which never complete a TLS handshake or a request header.
 
 mod coslocal_support;
 use coslocal_support::*;
@@ -522,4 +523,94 @@ async fn restart_keeps_objects_and_uploads() {
     assert_eq!(r.status(), 200);
     let _ = r.text().await;
     assert_eq!(s.get_bytes(Call::new("GET", "mp")).await.1, p);
+}
+
+/// Reads until the peer closes (or errors) and returns what came and how long it took;
+/// fails the test if the connection is still open after `limit`.
+async fn read_until_closed(
+    tcp: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let t = std::time::Instant::now();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        // Bounded by the timeout around it.
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "connection still open after {limit:?}");
+    (got, t.elapsed())
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_tls_handshake_deadline() {
+    let deadline = std::time::Duration::from_millis(400);
+    let s = start_with(|c| c.tls_handshake_timeout = deadline).await;
+    let mut silent = tokio::net::TcpStream::connect(s.handle.addr())
+        .await
+        .expect("connect");
+    // A TLS client opened at the same time completes its handshake and is served.
+    assert_eq!(s.put("k", b"served").await.status(), 200);
+    let (got, took) = read_until_closed(&mut silent, std::time::Duration::from_secs(10)).await;
+    assert!(
+        got.is_empty(),
+        "nothing is sent to a client that never said hello"
+    );
+    assert!(
+        took >= deadline / 2,
+        "closed after {took:?}, before the deadline"
+    );
+    // Established connections are not cut by the handshake deadline.
+    tokio::time::sleep(deadline * 2).await;
+    assert_eq!(
+        s.get_bytes(Call::new("GET", "k")).await,
+        (200, b"served".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn connections_without_a_request_header_are_closed_at_the_header_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let deadline = std::time::Duration::from_millis(400);
+    let s = start_with(|c| {
+        c.tls = cosmount::server::TlsMode::Plain;
+        c.header_read_timeout = deadline;
+    })
+    .await;
+    let limit = std::time::Duration::from_secs(10);
+    let connect = || tokio::net::TcpStream::connect(s.handle.addr());
+    // Silent from the start.
+    let mut silent = connect().await.expect("connect");
+    let (got, took) = read_until_closed(&mut silent, limit).await;
+    assert!(got.is_empty());
+    assert!(took >= deadline / 2, "closed after {took:?}");
+    // Half a header, then nothing.
+    let mut half = connect().await.expect("connect");
+    half.write_all(b"GET /k HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let (_, took) = read_until_closed(&mut half, limit).await;
+    assert!(took >= deadline / 2, "closed after {took:?}");
+    // A whole request is answered; the idle keep-alive connection then closes too.
+    let mut idle = connect().await.expect("connect");
+    idle.write_all(b"GET /k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let (got, _) = read_until_closed(&mut idle, limit).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 403"),
+        "unsigned request answered: {text}"
+    );
+    assert!(
+        text.contains("AccessDenied") || text.contains("<Code>"),
+        "{text}"
+    );
 }

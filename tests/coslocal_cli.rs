@@ -1,5 +1,6 @@
 //! The `coslocal` binary: ready line, self-signed CA file, credentials from a file or the
-//! environment, clear refusal without credentials, graceful exit on SIGTERM.
+//! environment, clear refusal without credentials, graceful exit on SIGTERM, and the
+//! `--tls-handshake-timeout` flag.
 
 mod coslocal_support;
 use coslocal_support::*;
@@ -98,4 +99,82 @@ async fn serves_https_with_the_written_ca_and_exits_on_sigterm() {
     assert_eq!(rc, 0);
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "graceful exit");
+}
+
+/// Kills the child on drop, so a failed assertion does not leave coslocal running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_handshake_timeout_flag_closes_silent_connections() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = |timeout: &str| {
+        let mut c = Command::new(bin());
+        c.args([
+            "--data-dir",
+            dir.path().join("d").to_str().expect("utf8"),
+            "--bucket",
+            BUCKET,
+            "--tls-self-signed",
+            "--tls-handshake-timeout",
+            timeout,
+            "--ca-out",
+        ])
+        .arg(dir.path().join("ca.pem"))
+        .env("COSLOCAL_SECRET_ID", ID)
+        .env("COSLOCAL_SECRET_KEY", SECRET);
+        c
+    };
+    let out = base("0").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "a zero timeout is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than 0"));
+
+    let mut child = Killed(
+        base("0.4")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    // Read the ready line on a thread so a silent coslocal cannot hang the test.
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("ready line");
+    let addr = line
+        .split("endpoint=https://")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no https endpoint in {line:?}"))
+        .to_string();
+    let mut silent = std::net::TcpStream::connect(&addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the server to close the connection, got {other:?}"),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(9),
+        "closed after {took:?}"
+    );
 }

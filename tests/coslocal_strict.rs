@@ -508,3 +508,72 @@ async fn presigned_urls_are_verified() {
     let log = std::fs::read_to_string(&s.log).expect("log");
     assert!(!log.contains("q-signature="), "signatures are not logged");
 }
+
+/// `<Root><a><a>...x...</a></a></Root>` nested `depth` elements deep under the root.
+fn deeply_nested(root: &str, depth: usize) -> String {
+    format!(
+        "<{root}>{}x{}</{root}>",
+        "<a>".repeat(depth),
+        "</a>".repeat(depth)
+    )
+}
+
+#[tokio::test]
+async fn deeply_nested_xml_is_malformed_and_the_server_keeps_serving() {
+    let s = start().await;
+    assert_eq!(s.put("keep", b"still here").await.status(), 200);
+    // 50,000 levels: a recursive drop of such a tree would overflow a worker's stack and
+    // take the whole (in-process) server down with this test.
+    let body = deeply_nested("Delete", 50_000);
+    let r = s
+        .send(
+            Call::new("POST", "")
+                .q("delete", "")
+                .h("content-md5", &md5_b64(body.as_bytes()))
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(error_code(r).await, (400, "MalformedXML".to_string()));
+
+    let init = s.send(Call::new("POST", "mp").q("uploads", "")).await;
+    assert_eq!(init.status(), 200);
+    let xml = init.text().await.expect("xml");
+    let id = xml
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|x| x.split("</UploadId>").next())
+        .expect("UploadId")
+        .to_string();
+    let deep = deeply_nested("CompleteMultipartUpload", 50_000);
+    let r = s
+        .send(Call::new("POST", "mp").q("uploadId", &id).body(deep))
+        .await;
+    assert_eq!(error_code(r).await, (400, "MalformedXML".to_string()));
+    // Modest nesting inside a valid document is still read (COS documents are 3 deep).
+    assert_eq!(s.put("gone", b"x").await.status(), 200);
+    let shallow = format!(
+        "<Delete><Object><Key>gone</Key></Object>{}</Delete>",
+        deeply_nested("Extra", 20)
+    );
+    let r = s
+        .send(
+            Call::new("POST", "")
+                .q("delete", "")
+                .h("content-md5", &md5_b64(shallow.as_bytes()))
+                .body(shallow),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .expect("xml")
+        .contains("<Deleted><Key>gone</Key></Deleted>"));
+    assert_eq!(
+        s.get_bytes(Call::new("GET", "keep")).await,
+        (200, b"still here".to_vec())
+    );
+    // The upload survived the bad Complete.
+    let r = s.send(Call::new("GET", "mp").q("uploadId", &id)).await;
+    assert_eq!(r.status(), 200);
+}

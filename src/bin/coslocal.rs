@@ -10,6 +10,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,7 +47,8 @@ struct Args {
     /// Append one JSON line per request here.
     #[arg(long)]
     request_log: Option<PathBuf>,
-    /// Plain-HTTP control endpoint (PUT/GET /faults, GET /stats), loopback recommended.
+    /// Plain-HTTP control endpoint (PUT/GET /faults, GET /stats, POST /corrupt,
+    /// POST/GET /omit-crc), loopback recommended.
     #[arg(long)]
     control_listen: Option<SocketAddr>,
     /// Delay before every response, in milliseconds.
@@ -70,6 +72,29 @@ struct Args {
     /// Stop injecting after this many faults.
     #[arg(long, requires = "fault")]
     fault_max: Option<u64>,
+    /// Seed for --fault-rate's draws, making the fault schedule reproducible.
+    #[arg(long, requires = "fault_rate")]
+    fault_seed: Option<u64>,
+    /// Seconds a connection may take to finish its TLS handshake before it is closed.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs,
+          default_value = "10")]
+    tls_handshake_timeout: Duration,
+    /// Seconds a connection may go without sending a complete request header (idle
+    /// keep-alive connections included) before it is closed.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs,
+          default_value = "120")]
+    header_read_timeout: Duration,
+}
+
+/// A positive number of seconds (fractions allowed, for tests).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 86_400.0) {
+        return Err(format!("{s} must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
@@ -225,14 +250,18 @@ fn main() -> ExitCode {
         request_log: args.request_log.clone(),
         faults: FaultConfig {
             kind: args.fault,
+            kinds: vec![],
             every_nth: args.fault_every,
             rate: args.fault_rate.unwrap_or(0.0),
+            seed: args.fault_seed,
             ops: args.fault_ops.clone(),
             max_faults: args.fault_max,
             latency_ms: args.latency_ms,
             bandwidth_bytes_per_sec: args.bandwidth,
         },
         control_listen: args.control_listen,
+        tls_handshake_timeout: args.tls_handshake_timeout,
+        header_read_timeout: args.header_read_timeout,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -287,5 +316,32 @@ mod tests {
         assert_eq!(c[1].token.as_deref(), Some("tok:with:colons"));
         assert!(parse_credentials("justone\n", Path::new("f")).is_err());
         assert!(parse_credentials("# nothing\n", Path::new("f")).is_err());
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["0", "-1", "nan", "inf", "ten", "1e9"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        let a = Args::try_parse_from([
+            "coslocal",
+            "--data-dir",
+            "d",
+            "--bucket",
+            "b-1",
+            "--tls-handshake-timeout",
+            "3",
+        ])
+        .expect("parses");
+        assert_eq!(a.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(a.header_read_timeout, server::DEFAULT_HEADER_READ_TIMEOUT);
+        let d = Args::try_parse_from(["coslocal", "--data-dir", "d", "--bucket", "b-1"])
+            .expect("parses");
+        assert_eq!(
+            d.tls_handshake_timeout,
+            server::DEFAULT_TLS_HANDSHAKE_TIMEOUT
+        );
     }
 }

@@ -1,12 +1,31 @@
-//! The control endpoint: plain HTTP on a separate (loopback) listener to change the fault
-//! configuration while the server runs. `PUT /faults` (FaultConfig JSON), `GET /faults`,
-//! `GET /stats` (`{"requests": n, "faults_injected": n}`).
+//! The control endpoint: plain HTTP on a separate (loopback) listener through which tests
+//! change the fault configuration, read counters and damage stored data while the server
+//! runs. It is not COS and needs no signature, so it must only listen on loopback.
+//!
+//! - `PUT /faults` with [`FaultConfig`] JSON replaces the configuration (`{}` clears it;
+//!   the per-configuration fault count starts over) and echoes it; `GET /faults` reads it.
+//! - `GET /stats`: `{"requests": n, "faults_injected": n, "faults_injected_config": n,
+//!   "faults_by_op": {"GetObject": n, ...}, "faults_by_kind": {"reset": n, ...}}`, where
+//!   `faults_injected`, `faults_by_op` and `faults_by_kind` count over the server's
+//!   lifetime and `faults_injected_config` since the last `PUT /faults`; operation names
+//!   are `CosOp::name()` (`Unknown` for unrecognised requests), kinds as in the JSON.
+//! - `POST /corrupt` with `{"key": "path/in/bucket", "offset": n}` flips the lowest bit of
+//!   the object's byte at plaintext offset `n` at rest (SSE-C objects too), leaving its
+//!   ETag, CRC-64 and size as recorded; answers 200 `{"key": .., "offset": n}`, 404 for a
+//!   missing key, 400 for an offset at or past the size.
+//! - `POST /omit-crc` with `{"omit": true|false}` makes GET/HEAD Object responses leave out
+//!   `x-cos-hash-crc64ecma` (until turned off; not part of the fault configuration, so
+//!   `PUT /faults` does not reset it); `GET /omit-crc` reads it. Both answer `{"omit": b}`.
+//!
+//! Errors are `{"error": "message"}` JSON.
 
 use super::body::{self, RespBody};
+use super::store::CorruptError;
 use super::{FaultConfig, State};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
+use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +56,50 @@ fn json(status: u16, v: serde_json::Value) -> Response<RespBody> {
         .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
+fn error(status: u16, msg: impl std::fmt::Display) -> Response<RespBody> {
+    json(status, serde_json::json!({ "error": msg.to_string() }))
+}
+
+/// Reads and parses a small JSON request body; `Err` is the 400 answer.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    incoming: Incoming,
+    what: &str,
+) -> Result<T, Response<RespBody>> {
+    let bytes = match http_body_util::Limited::new(incoming, 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return Err(error(400, e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| error(400, format!("bad {what} JSON: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorruptRequest {
+    key: String,
+    offset: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OmitCrcRequest {
+    omit: bool,
+}
+
+/// The `GET /stats` document.
+pub fn stats_json(state: &State) -> serde_json::Value {
+    let f = state.faults.stats();
+    serde_json::json!({
+        "requests": state.requests.load(Ordering::Relaxed),
+        "faults_injected": f.injected,
+        "faults_injected_config": f.injected_config,
+        "faults_by_op": f.by_op,
+        "faults_by_kind": f.by_kind,
+    })
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -47,36 +110,78 @@ async fn handle(
             200,
             serde_json::to_value(state.faults.get()).unwrap_or_default(),
         ),
-        (Method::PUT, "/faults") => {
-            let bytes = match http_body_util::Limited::new(incoming, 64 * 1024)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(e) => return Ok(json(400, serde_json::json!({"error": e.to_string()}))),
-            };
-            match serde_json::from_slice::<FaultConfig>(&bytes) {
-                Ok(cfg) => {
-                    tracing::info!(?cfg, "fault configuration changed");
-                    state.faults.set(cfg.clone());
-                    json(200, serde_json::to_value(cfg).unwrap_or_default())
-                }
-                Err(e) => json(
-                    400,
-                    serde_json::json!({"error": format!("bad FaultConfig JSON: {e}")}),
-                ),
+        (Method::PUT, "/faults") => match read_json::<FaultConfig>(incoming, "FaultConfig").await {
+            Ok(cfg) => {
+                tracing::info!(?cfg, "fault configuration changed");
+                state.faults.set(cfg.clone());
+                json(200, serde_json::to_value(cfg).unwrap_or_default())
+            }
+            Err(resp) => resp,
+        },
+        (Method::GET, "/stats") => json(200, stats_json(&state)),
+        (Method::POST, "/corrupt") => {
+            match read_json::<CorruptRequest>(incoming, "corrupt request").await {
+                Ok(c) => corrupt(&state, c).await,
+                Err(resp) => resp,
             }
         }
-        (Method::GET, "/stats") => json(
+        (Method::POST, "/omit-crc") => {
+            match read_json::<OmitCrcRequest>(incoming, "omit-crc request").await {
+                Ok(r) => {
+                    tracing::info!(omit = r.omit, "CRC header omission changed");
+                    state.omit_crc.store(r.omit, Ordering::SeqCst);
+                    json(200, serde_json::json!({ "omit": r.omit }))
+                }
+                Err(resp) => resp,
+            }
+        }
+        (Method::GET, "/omit-crc") => json(
             200,
-            serde_json::json!({
-                "requests": state.requests.load(Ordering::Relaxed),
-                "faults_injected": state.faults.injected(),
-            }),
+            serde_json::json!({ "omit": state.omit_crc.load(Ordering::SeqCst) }),
         ),
-        _ => json(
+        _ => error(
             404,
-            serde_json::json!({"error": "use PUT/GET /faults or GET /stats"}),
+            "use PUT/GET /faults, GET /stats, POST /corrupt or POST/GET /omit-crc",
         ),
     })
+}
+
+async fn corrupt(state: &Arc<State>, c: CorruptRequest) -> Response<RespBody> {
+    let st = state.clone();
+    let key = c.key.clone();
+    let res = tokio::task::spawn_blocking(move || st.store.corrupt(&key, c.offset)).await;
+    match res {
+        Ok(Ok(())) => {
+            tracing::info!(key = %c.key, offset = c.offset, "object corrupted on request");
+            json(200, serde_json::json!({ "key": c.key, "offset": c.offset }))
+        }
+        Ok(Err(e @ CorruptError::NoSuchKey)) => error(404, format!("{e}: {:?}", c.key)),
+        Ok(Err(e @ CorruptError::OffsetBeyondSize { .. })) => {
+            error(400, format!("{e}: offset {} of {:?}", c.offset, c.key))
+        }
+        Ok(Err(CorruptError::Io(e))) => error(500, e),
+        Err(e) => error(500, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_documents_parse_strictly() {
+        let c: CorruptRequest =
+            serde_json::from_str(r#"{"key":"a/b c","offset":7}"#).expect("corrupt");
+        assert_eq!((c.key.as_str(), c.offset), ("a/b c", 7));
+        // A misspelt field must not silently corrupt offset 0 or turn omission off.
+        assert!(serde_json::from_str::<CorruptRequest>(r#"{"key":"k","ofset":7}"#).is_err());
+        assert!(serde_json::from_str::<CorruptRequest>(r#"{"key":"k","offset":-1}"#).is_err());
+        assert!(
+            serde_json::from_str::<OmitCrcRequest>(r#"{"omit":true}"#)
+                .expect("omit")
+                .omit
+        );
+        assert!(serde_json::from_str::<OmitCrcRequest>(r#"{"omitt":true}"#).is_err());
+        assert!(serde_json::from_str::<OmitCrcRequest>("{}").is_err());
+    }
 }

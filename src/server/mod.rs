@@ -5,7 +5,9 @@
 //! the SSE rules are enforced (see [`sse`] for the assumptions), SSE-C data is encrypted at
 //! rest with the customer key, and malformed requests get the COS error a real bucket
 //! would send. Faults (throttling, 500s, connection resets, truncated bodies), latency and
-//! a bandwidth cap can be injected, also at run time through a control endpoint.
+//! a bandwidth cap can be injected, also at run time through a control endpoint, which can
+//! also damage a stored object or drop the CRC-64 header (see [`control`]). Connections
+//! that never finish a TLS handshake or a request header are closed after a deadline.
 //!
 //! Modules: [`route`] (addressing, op), [`auth`] (signatures), [`sse`] + [`crypto`]
 //! (encryption rules and at-rest AES-CTR), [`store`] (files on disk), [`list`], [`range`],
@@ -38,7 +40,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -60,7 +62,20 @@ pub struct ServerConfig {
     pub request_log: Option<PathBuf>,
     pub faults: FaultConfig,
     pub control_listen: Option<SocketAddr>,
+    /// How long a connection may take to complete its TLS handshake before it is dropped
+    /// (a client that connects and sends nothing would otherwise hold a task forever).
+    pub tls_handshake_timeout: Duration,
+    /// How long a connection may go without sending a complete request header, counted
+    /// from the connection (or the end of its previous response) on: idle keep-alive
+    /// connections are closed after this. Keep it above clients' pool idle timeouts
+    /// (cosmount's is 50 s), or a client may reuse a connection the server is closing.
+    pub header_read_timeout: Duration,
 }
+
+/// The default [`ServerConfig::tls_handshake_timeout`].
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`ServerConfig::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the server speaks TLS.
 #[derive(Clone, Debug)]
@@ -99,12 +114,20 @@ impl std::fmt::Debug for ServerCredential {
 /// operations); latency and bandwidth apply to every request (the bandwidth cap paces
 /// each response body and each uploaded body; HTTP/1 runs one request at a time per
 /// connection, so that is a per-connection cap).
+///
+/// The fault kind is drawn uniformly from `kinds` when it is not empty, else it is `kind`
+/// (the older single-kind form, still accepted); with neither, nothing is injected.
+/// `max_faults` caps the faults injected under this configuration (setting a new one
+/// starts the count over). With `seed`, the `rate` draws and the kind draws come from a
+/// generator seeded anew on every set, so one request order gives one fault schedule.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultConfig {
     pub kind: Option<FaultKind>,
+    pub kinds: Vec<FaultKind>,
     pub every_nth: Option<u64>,
     pub rate: f64,
+    pub seed: Option<u64>,
     pub ops: Vec<String>,
     pub max_faults: Option<u64>,
     pub latency_ms: u64,
@@ -126,6 +149,18 @@ pub enum FaultKind {
     TruncateBody,
 }
 
+impl FaultKind {
+    /// The JSON name (as in `FaultConfig` and the `faults_by_kind` statistics).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::SlowDown => "slow_down",
+            FaultKind::InternalError => "internal_error",
+            FaultKind::Reset => "reset",
+            FaultKind::TruncateBody => "truncate_body",
+        }
+    }
+}
+
 /// The shared state of a running server.
 pub struct State {
     pub bucket: String,
@@ -135,6 +170,9 @@ pub struct State {
     pub creds: HashMap<String, ServerCredential>,
     pub faults: faults::Faults,
     pub log: Option<reqlog::RequestLog>,
+    /// Leave `x-cos-hash-crc64ecma` out of GET/HEAD Object responses (set through the
+    /// control endpoint, to test clients' handling of a response without it).
+    pub omit_crc: AtomicBool,
     requests: AtomicU64,
     seq: AtomicU64,
     id_prefix: String,
@@ -201,8 +239,34 @@ impl ServerHandle {
         self.state.faults.set(f);
     }
 
+    /// Faults injected over the server's lifetime.
     pub fn faults_injected(&self) -> u64 {
         self.state.faults.injected()
+    }
+
+    /// Faults injected since the fault configuration was last set.
+    pub fn faults_injected_config(&self) -> u64 {
+        self.state.faults.injected_config()
+    }
+
+    /// All fault counters (lifetime totals by operation and kind included).
+    pub fn fault_stats(&self) -> faults::FaultStats {
+        self.state.faults.stats()
+    }
+
+    /// Flips one bit of `key`'s stored data at plaintext `offset` (see
+    /// [`store::Store::corrupt`]).
+    pub async fn corrupt(&self, key: &str, offset: u64) -> Result<(), store::CorruptError> {
+        let st = self.state.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || st.store.corrupt(&key, offset))
+            .await
+            .map_err(|e| store::CorruptError::Io(io::Error::other(e)))?
+    }
+
+    /// Makes GET/HEAD Object responses leave out `x-cos-hash-crc64ecma` (or not).
+    pub fn set_omit_crc(&self, omit: bool) {
+        self.state.omit_crc.store(omit, Ordering::SeqCst);
     }
 
     pub fn request_count(&self) -> u64 {
@@ -297,6 +361,7 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
             .collect(),
         faults: faults::Faults::new(cfg.faults.clone()),
         log,
+        omit_crc: AtomicBool::new(false),
         requests: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         id_prefix: store::random_name()[..12].to_string(),
@@ -306,6 +371,10 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
     let mut tasks = vec![tokio::spawn(accept_loop(
         listener,
         tls.map(tokio_rustls::TlsAcceptor::from),
+        ConnTimeouts {
+            handshake: cfg.tls_handshake_timeout,
+            header_read: cfg.header_read_timeout,
+        },
         state.clone(),
         shutdown_rx.clone(),
         active.clone(),
@@ -330,9 +399,17 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
     })
 }
 
+/// Per-connection deadlines (see [`ServerConfig`]).
+#[derive(Clone, Copy)]
+struct ConnTimeouts {
+    handshake: Duration,
+    header_read: Duration,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    timeouts: ConnTimeouts,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
@@ -357,19 +434,27 @@ async fn accept_loop(
         active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             match tls {
-                Some(acc) => match acc.accept(stream).await {
-                    Ok(s) => serve_conn(s, state, rx).await,
-                    Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                },
-                None => serve_conn(stream, state, rx).await,
+                Some(acc) => {
+                    match tokio::time::timeout(timeouts.handshake, acc.accept(stream)).await {
+                        Ok(Ok(s)) => serve_conn(s, timeouts.header_read, state, rx).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        // Dropping the handshake future closes the socket.
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_conn(stream, timeouts.header_read, state, rx).await,
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-async fn serve_conn<I>(io: I, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_conn<I>(
+    io: I,
+    header_read_timeout: Duration,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Raised by the service when it hands hyper a response: the next head gets COS case.
@@ -380,6 +465,8 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .max_buf_size(4 * 1024 * 1024)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(
             hyper_util::rt::TokioIo::new(headcase::HeadCase::new(io, head_flag)),
             svc,

@@ -18,6 +18,7 @@ use sha2::Sha256;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,6 +76,35 @@ pub struct UploadState {
     pub parts: BTreeMap<u32, PartRecord>,
     /// Set once Complete or Abort has taken the upload.
     pub closed: bool,
+}
+
+/// Why [`Store::corrupt`] left an object alone.
+#[derive(Debug)]
+pub enum CorruptError {
+    NoSuchKey,
+    /// The offset is not inside the object (`size` bytes).
+    OffsetBeyondSize {
+        size: u64,
+    },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for CorruptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorruptError::NoSuchKey => write!(f, "no such key"),
+            CorruptError::OffsetBeyondSize { size } => {
+                write!(f, "offset beyond the object's {size} bytes")
+            }
+            CorruptError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for CorruptError {
+    fn from(e: io::Error) -> Self {
+        CorruptError::Io(e)
+    }
 }
 
 /// The store.
@@ -229,6 +259,57 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Flips the lowest bit of the stored byte at plaintext `offset` of `key` (blocking),
+    /// keeping the record's ETag, CRC-64 and size, so that clients' integrity checks can
+    /// be tested against data that went bad at rest.
+    ///
+    /// A blob holds the object's bytes at their plaintext offsets and nothing else: an
+    /// SSE-C blob is AES-256-CTR ciphertext whose IVs live in the record (see
+    /// [`super::crypto`]), and CTR is malleable, so flipping a ciphertext bit flips the
+    /// same plaintext bit. The damaged data goes into a new blob: blobs are immutable and
+    /// may be hard links shared with copies (see [`Store::link_blob`]), which must stay
+    /// intact, and a reader that already opened the old blob keeps reading it whole.
+    pub fn corrupt(&self, key: &str, offset: u64) -> Result<(), CorruptError> {
+        let rec = self.get(key).ok_or(CorruptError::NoSuchKey)?;
+        if offset >= rec.size {
+            return Err(CorruptError::OffsetBeyondSize { size: rec.size });
+        }
+        let name = random_name();
+        let path = self.blob_path(&name);
+        let flipped = (|| {
+            fs::copy(self.blob_path(&rec.blob), &path)?;
+            let f = fs::OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut b = [0u8; 1];
+            f.read_exact_at(&mut b, offset)?;
+            b[0] ^= 0x01;
+            f.write_all_at(&b, offset)
+        })();
+        let mut damaged = (*rec).clone();
+        damaged.blob = name;
+        let swapped = flipped.and_then(|()| {
+            let json = serde_json::to_vec(&damaged).map_err(io::Error::other)?;
+            let mut idx = self.objects.write();
+            // Only replace the version the damage was made from: a write that landed
+            // meanwhile must not be rolled back.
+            if idx.get(key).map(|cur| &cur.blob) != Some(&rec.blob) {
+                return Err(io::Error::other("the object changed while being corrupted"));
+            }
+            self.write_atomic(&self.root.join("objects").join(key_file_name(key)), &json)?;
+            idx.insert(key.to_string(), Arc::new(damaged));
+            Ok(())
+        });
+        match swapped {
+            Ok(()) => {
+                let _ = fs::remove_file(self.blob_path(&rec.blob));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e.into())
+            }
+        }
     }
 
     /// Deletes `key` (blocking); `false` when it did not exist.
@@ -554,6 +635,89 @@ mod tests {
             fs::read_dir(dir.path().join("data")).expect("ls").count(),
             0
         );
+    }
+
+    #[test]
+    fn corrupt_flips_one_bit_in_a_new_blob_and_keeps_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let body = b"0123456789".to_vec();
+        let mut w = store.object_writer(None).expect("writer");
+        w.write(&mut body.clone()).expect("write");
+        let done = w.finish().expect("finish");
+        let mut rec = record("k", &done.name, done.len);
+        rec.etag = "etag-of-k".into();
+        rec.crc64 = done.crc64;
+        store.commit(rec).expect("commit");
+        // A copy shares the blob's inode; it must not see the damage.
+        let copy_blob = store.link_blob(&done.name).expect("link");
+        store
+            .commit(record("copy", &copy_blob, done.len))
+            .expect("commit copy");
+
+        store.corrupt("k", 3).expect("corrupt");
+        let now = store.get("k").expect("still there");
+        assert_ne!(now.blob, done.name, "damage goes into a new blob");
+        assert!(!store.blob_path(&done.name).exists(), "old blob removed");
+        assert_eq!(
+            (now.etag.as_str(), now.crc64, now.size),
+            ("etag-of-k", done.crc64, 10)
+        );
+        let mut want = body.clone();
+        want[3] ^= 0x01;
+        assert_eq!(fs::read(store.blob_path(&now.blob)).expect("read"), want);
+        assert_eq!(fs::read(store.blob_path(&copy_blob)).expect("copy"), body);
+
+        assert!(matches!(
+            store.corrupt("k", 10),
+            Err(CorruptError::OffsetBeyondSize { size: 10 })
+        ));
+        assert!(matches!(
+            store.corrupt("missing", 0),
+            Err(CorruptError::NoSuchKey)
+        ));
+        // The damaged version is what a restart finds.
+        let blob = now.blob.clone();
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.get("k").expect("k").blob, blob);
+        assert_eq!(fs::read(store.blob_path(&blob)).expect("read"), want);
+    }
+
+    #[test]
+    fn corrupting_customer_key_ciphertext_flips_the_same_plaintext_bit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = [5u8; 32];
+        let iv = super::super::crypto::new_iv();
+        let plain: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        let mut w = store.object_writer(Some((&key, iv))).expect("writer");
+        w.write(&mut plain.clone()).expect("write");
+        let done = w.finish().expect("finish");
+        let seg = super::super::crypto::Segment {
+            start: 0,
+            len: done.len,
+            iv: done.iv.clone().expect("iv"),
+        };
+        store
+            .commit(record("enc", &done.name, done.len))
+            .expect("commit");
+        for offset in [0u64, 17, 299] {
+            store.corrupt("enc", offset).expect("corrupt");
+            let blob = store.get("enc").expect("enc").blob.clone();
+            let mut back = fs::read(store.blob_path(&blob)).expect("read");
+            super::super::crypto::apply_segments(&key, std::slice::from_ref(&seg), 0, &mut back);
+            let diff: Vec<(usize, u8)> = back
+                .iter()
+                .zip(&plain)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, (a, b))| (i, a ^ b))
+                .collect();
+            assert_eq!(diff, [(offset as usize, 0x01)], "offset {offset}");
+            // Undo, so the next offset is checked alone.
+            store.corrupt("enc", offset).expect("flip back");
+        }
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! XML for coslocal: escaping for the response documents it writes, and a small element
 //! tree parser for the request bodies it reads (Complete Multipart Upload, Delete Multiple).
+//!
+//! The parser bounds nesting depth and element count. Its own loop does not recurse, but
+//! the tree it builds is dropped (and would be compared or printed) recursively, so a
+//! body nested tens of thousands deep would overflow the stack of the task that frees it;
+//! COS's documents are three levels deep, and such bodies get MalformedXML as on COS.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -33,6 +38,11 @@ pub fn elem(out: &mut String, name: &str, text: &str) {
     out.push_str(name);
     out.push('>');
 }
+
+/// Deepest element nesting accepted (the root is depth 1; COS documents need 3).
+pub const MAX_DEPTH: usize = 32;
+/// Most elements accepted in one document: a Complete of 10,000 parts has 30,001.
+pub const MAX_ELEMENTS: usize = 100_000;
 
 /// A parsed element: name (namespace prefix dropped), text content, children.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -68,8 +78,23 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    // Bounded: every turn consumes input or ends (quick-xml reports Eof at the end).
     loop {
-        match reader.read_event() {
+        let event = reader.read_event();
+        if let Ok(Event::Start(_) | Event::Empty(_)) = &event {
+            if root.is_some() {
+                return Err("more than one root element".into());
+            }
+            if stack.len() >= MAX_DEPTH {
+                return Err(format!("elements nested deeper than {MAX_DEPTH}"));
+            }
+            elements += 1;
+            if elements > MAX_ELEMENTS {
+                return Err(format!("more than {MAX_ELEMENTS} elements"));
+            }
+        }
+        match event {
             Ok(Event::Start(e)) => stack.push(Element {
                 name: local_name(e.name().as_ref()),
                 ..Element::default()
@@ -141,6 +166,57 @@ mod tests {
         assert!(parse(b"<a><b></a>").is_err());
         assert!(parse(b"").is_err());
         assert!(parse(b"<a><b>").is_err());
+    }
+
+    fn nested(depth: usize, innermost: &str) -> String {
+        let mut s = "<a>".repeat(depth - 1);
+        s.push_str(innermost);
+        s.push_str(&"</a>".repeat(depth - 1));
+        s
+    }
+
+    #[test]
+    fn depth_is_bounded_at_both_element_forms() {
+        // MAX_DEPTH levels parse; one more, as a start tag or an empty tag, does not.
+        let ok = parse(nested(MAX_DEPTH, "<b>x</b>").as_bytes()).expect("at the limit");
+        let mut depth = 1;
+        let mut el = &ok;
+        while let Some(c) = el.children.first() {
+            depth += 1;
+            el = c;
+        }
+        assert_eq!((depth, el.text.as_str()), (MAX_DEPTH, "x"));
+        assert!(parse(nested(MAX_DEPTH, "<b/>").as_bytes()).is_ok());
+        for inner in ["<b><c/></b>", "<b><c></c></b>"] {
+            let e = parse(nested(MAX_DEPTH, inner).as_bytes()).expect_err("too deep");
+            assert!(e.contains("nested deeper"), "{e}");
+        }
+    }
+
+    #[test]
+    fn very_deep_documents_are_refused_without_recursion() {
+        // 50,000 levels: building, dropping or printing such a tree recursively would
+        // overflow this thread's stack; the parser must stop at MAX_DEPTH instead.
+        let deep = nested(50_000, "");
+        assert!(parse(deep.as_bytes()).is_err());
+        let unterminated = "<a>".repeat(50_000);
+        assert!(parse(unterminated.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn element_count_and_roots_are_bounded() {
+        let wide = format!("<r>{}</r>", "<k/>".repeat(MAX_ELEMENTS - 1));
+        assert_eq!(
+            parse(wide.as_bytes()).expect("at the limit").children.len(),
+            MAX_ELEMENTS - 1
+        );
+        let wider = format!("<r>{}</r>", "<k/>".repeat(MAX_ELEMENTS));
+        assert!(parse(wider.as_bytes())
+            .expect_err("too many")
+            .contains("elements"));
+        assert!(parse(b"<a/><b/>").is_err());
+        assert!(parse(b"<a></a><b></b>").is_err());
+        assert!(parse(b"<a></a>\n  ").is_ok());
     }
 
     #[test]

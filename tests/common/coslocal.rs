@@ -86,6 +86,8 @@ impl Local {
             request_log: Some(log.clone()),
             faults,
             control_listen: None,
+            tls_handshake_timeout: server::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
         })
         .await
         .expect("coslocal starts");

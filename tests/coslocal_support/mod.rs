@@ -38,6 +38,8 @@ pub fn config(dir: &std::path::Path, tls: TlsMode) -> ServerConfig {
         request_log: Some(dir.join("requests.jsonl")),
         faults: FaultConfig::default(),
         control_listen: None,
+        tls_handshake_timeout: server::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
     }
 }
 
@@ -102,6 +104,8 @@ pub struct Call {
     pub body: Vec<u8>,
     /// Sign with this secret instead of the right one.
     pub secret: Option<String>,
+    /// Sign as this SecretId instead of [`ID`] (for servers with other credentials).
+    pub id: Option<String>,
     pub key_time: Option<KeyTime>,
     pub host: Option<String>,
     pub anonymous: bool,
@@ -262,7 +266,8 @@ pub async fn try_send_to(
         rb = rb.header(n.as_str(), v.as_str());
     }
     if !c.anonymous {
-        rb = rb.header("authorization", authorization(ID, kt, &parts));
+        let id = c.id.as_deref().unwrap_or(ID);
+        rb = rb.header("authorization", authorization(id, kt, &parts));
     }
     if matches!(c.method.as_str(), "PUT" | "POST") || !c.body.is_empty() {
         rb = rb.body(c.body.clone());

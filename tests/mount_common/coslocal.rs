@@ -1,5 +1,6 @@
 //! Runs the `coslocal` binary for one test: self-signed TLS on loopback, a credentials
-//! file, a JSON-lines request log and a plain-HTTP control port for fault injection.
+//! file, a JSON-lines request log and a plain-HTTP control port for fault injection,
+//! counters, at-rest corruption of an object and leaving the CRC-64 header out of reads.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -179,7 +180,32 @@ impl Coslocal {
         self.set_faults("{}");
     }
 
-    /// `GET /stats` as JSON.
+    /// `POST /corrupt`: flips the lowest bit of `key`'s stored byte at plaintext `offset`
+    /// (SSE-C objects included), keeping its recorded ETag, CRC-64 and size, so a read
+    /// returns damaged data under good checksums. Panics unless coslocal did it.
+    pub fn corrupt(&self, key: &str, offset: u64) {
+        let (status, body) = self.try_corrupt(key, offset);
+        assert_eq!(status, 200, "POST /corrupt {key:?} at {offset}: {body}");
+    }
+
+    /// `POST /corrupt` without the assertion: 200, 404 (no such key) or 400 (offset at or
+    /// past the size), and the JSON answer.
+    pub fn try_corrupt(&self, key: &str, offset: u64) -> (u16, String) {
+        let req = serde_json::json!({ "key": key, "offset": offset }).to_string();
+        self.control_request("POST", "/corrupt", Some(&req))
+    }
+
+    /// `POST /omit-crc`: whether GET/HEAD Object responses leave out
+    /// `x-cos-hash-crc64ecma` (stays until changed; `clear_faults` does not reset it).
+    pub fn set_omit_crc(&self, omit: bool) {
+        let req = serde_json::json!({ "omit": omit }).to_string();
+        let (status, body) = self.control_request("POST", "/omit-crc", Some(&req));
+        assert_eq!(status, 200, "POST /omit-crc {req}: {body}");
+    }
+
+    /// `GET /stats` as JSON: `requests`, `faults_injected` (lifetime),
+    /// `faults_injected_config` (since the last `set_faults`), `faults_by_op` and
+    /// `faults_by_kind` (lifetime, name -> count).
     pub fn stats(&self) -> serde_json::Value {
         let (status, body) = self.control_request("GET", "/stats", None);
         assert_eq!(status, 200, "GET /stats: {body}");
