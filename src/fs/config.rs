@@ -36,6 +36,9 @@ pub struct FsConfig {
     pub staging_dir: PathBuf,
     /// Free bytes to keep on the staging file system; writes that would go below fail with ENOSPC.
     pub staging_min_free: u64,
+    /// Most staging files open at once. Each holds a file descriptor, so the CLI derives
+    /// it from the process's RLIMIT_NOFILE minus room for sockets, the FUSE device and logs.
+    pub max_staging_files: usize,
     /// `x-cos-storage-class` of new objects is a client setting; nothing here.
     /// Concurrent HEADs used to fetch attributes for a directory listing (0: do not
     /// fetch attributes after a listing; each lookup then asks the bucket itself).
@@ -64,6 +67,8 @@ impl Default for FsConfig {
             parallel_count: 8,
             staging_dir: std::env::temp_dir().join("cosmount-staging"),
             staging_min_free: 1024 * 1024 * 1024,
+            // For library users; the CLI derives its own from the raised fd limit.
+            max_staging_files: 4096,
             listing_head_concurrency: 32,
         }
     }
