@@ -1,5 +1,13 @@
 //! The `cosmount` binary; everything lives in `cosmount::cli`.
 
+use cosmount::cli::{error::ExitCode, harden, run};
+
 fn main() {
-    std::process::exit(cosmount::cli::run::main());
+    // First of all, before credentials, key files or the environment are read: from here
+    // on no core dump or same-user ptrace can capture the secrets this process will hold.
+    if let Err(e) = harden::make_non_dumpable() {
+        eprintln!("cosmount: cannot keep secrets out of core dumps (prctl PR_SET_DUMPABLE): {e}");
+        std::process::exit(ExitCode::Mount.code());
+    }
+    std::process::exit(run::main());
 }

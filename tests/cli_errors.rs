@@ -188,6 +188,47 @@ fn ssec_over_http_refused() {
     assert!(out.contains("SSE-C requires HTTPS"), "{out}");
 }
 
+/// A second encryption option that asks for something else is refused, naming both,
+/// even across separate -o arguments; SSE-C must never silently become SSE-COS.
+#[test]
+fn conflicting_sse_options_refused() {
+    let s = Scratch::new();
+    let keys = s.file("keys", "0123456789abcdef0123456789abcdef\n", 0o600);
+    let custom = format!("use_sse=custom:{}", keys.display());
+    let (code, out, took) = s.run(&[
+        BUCKET,
+        &s.mnt(),
+        "-o",
+        &format!("url=https://127.0.0.1:1,{},{custom}", s.pw_opt()),
+        "-o",
+        "use_sse=1",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("conflicting encryption options")
+            && out.contains(&format!("'{custom}'"))
+            && out.contains("'use_sse=1'"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let (code, out, _) = s.run(&[
+        BUCKET,
+        &s.mnt(),
+        "-o",
+        &format!(
+            "url=https://127.0.0.1:1,{},load_sse_c={},use_sse=kmsid:x",
+            s.pw_opt(),
+            keys.display()
+        ),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("'load_sse_c={}'", keys.display()))
+            && out.contains("'use_sse=kmsid:x'"),
+        "{out}"
+    );
+}
+
 #[test]
 fn ssec_key_file_mode_checked() {
     let s = Scratch::new();

@@ -86,6 +86,8 @@ ENCRYPTION:
                             SSE-C: FILE (mode 0600) holds keys, one per line, 32 raw bytes
                             or base64; the first encrypts, all are tried for reads;
                             HTTPS only
+    Give one encryption choice: a second use_sse=/load_sse_c= asking for another
+    mode, KMS key or key file is refused (repeating the same one is fine).
 
 PERMISSIONS:
     allow_other             let other users access the mount

@@ -4,7 +4,9 @@
 //! have no meaning here are accepted with a warning so existing fstab lines keep working;
 //! anything else is an error naming the option. Options that try to carry a secret
 //! (keys, SecretKey) are refused with a message saying where secrets go, and the value is
-//! never echoed. Later occurrences of an option override earlier ones, as with mount(8).
+//! never echoed. Later occurrences of an option override earlier ones, as with mount(8),
+//! except the encryption options: a second `use_sse=`/`load_sse_c=` that asks for
+//! something else than the first is refused, naming both.
 
 use super::error::CliError;
 use std::path::PathBuf;
@@ -202,8 +204,7 @@ impl Options {
     /// Parses the options in order; later ones override earlier ones.
     pub fn parse(items: &[String]) -> Result<Options, CliError> {
         let mut o = Options::default();
-        let mut use_sse: Option<UseSse> = None;
-        let mut load_sse_c: Option<PathBuf> = None;
+        let mut sse = SseChoice::default();
         let mut kms_context: Option<String> = None;
         for item in items {
             let (name, value) = match item.split_once('=') {
@@ -233,8 +234,8 @@ impl Options {
                 "use_path_request_style" => o.path_style = flag(name, value)?,
                 "passwd_file" => o.passwd_file = Some(path(name, value)?),
                 "ca_file" => o.ca_file = Some(path(name, value)?),
-                "use_sse" => use_sse = Some(parse_use_sse(value)?),
-                "load_sse_c" => load_sse_c = Some(path(name, value)?),
+                "use_sse" => sse.add(item, parse_use_sse(value)?)?,
+                "load_sse_c" => sse.add(item, parse_load_sse_c(value)?)?,
                 "kms_context" => kms_context = Some(req(name, value)?.to_string()),
                 "allow_other" => o.allow_other = flag(name, value)?,
                 "uid" => o.uid = Some(number(name, value, 0, u32::MAX as u64)? as u32),
@@ -304,7 +305,7 @@ impl Options {
                 }
             }
         }
-        o.sse = resolve_sse(use_sse, load_sse_c, kms_context)?;
+        o.sse = resolve_sse(sse.chosen.map(|(_, c)| c), kms_context)?;
         if o.auto_unmount && !o.allow_other {
             // fuser only supports auto_unmount on mounts other users may access.
             return Err(CliError::usage(
@@ -320,12 +321,69 @@ impl Options {
     }
 }
 
-/// The raw `use_sse=` choice.
+/// The raw `use_sse=` / `load_sse_c=` choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum UseSse {
     Cos,
     Kms(Option<String>),
+    /// SSE-C, with the key file if this option named one (`use_sse=custom` alone does not).
     Customer(Option<PathBuf>),
+}
+
+impl UseSse {
+    fn describe(&self) -> String {
+        match self {
+            UseSse::Cos => "SSE-COS".to_string(),
+            UseSse::Kms(None) => "SSE-KMS with the default key".to_string(),
+            UseSse::Kms(Some(id)) => format!("SSE-KMS with key {id}"),
+            UseSse::Customer(None) => "SSE-C".to_string(),
+            UseSse::Customer(Some(f)) => format!("SSE-C with key file {}", f.display()),
+        }
+    }
+
+    /// The one choice two options make together, or `None` when they differ. They agree
+    /// when equal, or when one is `use_sse=custom` without a file and the other names
+    /// the file (`use_sse=custom,load_sse_c=FILE`, the cosfs spelling).
+    fn merge(&self, other: &UseSse) -> Option<UseSse> {
+        match (self, other) {
+            (a, b) if a == b => Some(a.clone()),
+            (UseSse::Customer(None), UseSse::Customer(Some(f)))
+            | (UseSse::Customer(Some(f)), UseSse::Customer(None)) => {
+                Some(UseSse::Customer(Some(f.clone())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The encryption chosen so far and the option that first chose it. Unlike other
+/// options, a later SSE option does not silently override an earlier one: picking the
+/// wrong one of two (SSE-C turned into SSE-COS, one key file for another) would write
+/// objects with an encryption the user did not ask for.
+#[derive(Debug, Default)]
+struct SseChoice {
+    chosen: Option<(String, UseSse)>,
+}
+
+impl SseChoice {
+    fn add(&mut self, option: &str, choice: UseSse) -> Result<(), CliError> {
+        let Some((first, so_far)) = &mut self.chosen else {
+            self.chosen = Some((option.to_string(), choice));
+            return Ok(());
+        };
+        match so_far.merge(&choice) {
+            Some(merged) => {
+                *so_far = merged;
+                Ok(())
+            }
+            None => Err(CliError::usage(format!(
+                "conflicting encryption options: '{first}' asks for {} but '{option}' for {}; \
+                 give one",
+                so_far.describe(),
+                choice.describe()
+            ))),
+        }
+    }
 }
 
 fn parse_use_sse(value: Option<&str>) -> Result<UseSse, CliError> {
@@ -354,6 +412,14 @@ fn parse_use_sse(value: Option<&str>) -> Result<UseSse, CliError> {
     }
 }
 
+fn parse_load_sse_c(value: Option<&str>) -> Result<UseSse, CliError> {
+    let file = path("load_sse_c", value)?;
+    if value.is_some_and(looks_like_key) {
+        return Err(key_on_command_line());
+    }
+    Ok(UseSse::Customer(Some(file)))
+}
+
 /// Whether a value is a 32-byte key in raw or base64 form rather than a path (an
 /// existing file of that name is taken as the path it names).
 fn looks_like_key(v: &str) -> bool {
@@ -370,38 +436,21 @@ fn key_on_command_line() -> CliError {
 }
 
 fn resolve_sse(
-    use_sse: Option<UseSse>,
-    load_sse_c: Option<PathBuf>,
+    choice: Option<UseSse>,
     kms_context: Option<String>,
 ) -> Result<SseRequest, CliError> {
-    let sse = match (use_sse, load_sse_c) {
-        (None, None) => SseRequest::None,
-        (None, Some(f)) | (Some(UseSse::Customer(None)), Some(f)) => {
-            SseRequest::Customer { key_file: f }
-        }
-        (Some(UseSse::Customer(Some(f))), None) => SseRequest::Customer { key_file: f },
-        (Some(UseSse::Customer(Some(f))), Some(g)) => {
-            if f != g {
-                return Err(CliError::usage(
-                    "use_sse=custom:FILE and load_sse_c=FILE name different key files; give one",
-                ));
-            }
-            SseRequest::Customer { key_file: f }
-        }
-        (Some(UseSse::Customer(None)), None) => {
-            return Err(CliError::usage(
-                "use_sse=custom needs a key file: use_sse=custom:FILE or load_sse_c=FILE \
-                 (one key per line, file mode 0600); keys are never accepted on the command line",
-            ))
-        }
-        (Some(UseSse::Cos), None) => SseRequest::Cos,
-        (Some(UseSse::Kms(id)), None) => SseRequest::Kms {
+    let sse = match choice {
+        None => SseRequest::None,
+        Some(UseSse::Cos) => SseRequest::Cos,
+        Some(UseSse::Kms(id)) => SseRequest::Kms {
             key_id: id,
             context: None,
         },
-        (Some(_), Some(_)) => {
+        Some(UseSse::Customer(Some(f))) => SseRequest::Customer { key_file: f },
+        Some(UseSse::Customer(None)) => {
             return Err(CliError::usage(
-                "load_sse_c= (SSE-C) conflicts with use_sse=1 / use_sse=kmsid: pick one encryption mode",
+                "use_sse=custom needs a key file: use_sse=custom:FILE or load_sse_c=FILE \
+                 (one key per line, file mode 0600); keys are never accepted on the command line",
             ))
         }
     };
@@ -766,12 +815,15 @@ mod tests {
         assert_eq!(ok(&["load_sse_c=/k"]).sse, c("/k"));
         assert_eq!(ok(&["use_sse=custom", "load_sse_c=/k"]).sse, c("/k"));
         assert_eq!(ok(&["use_sse=c:/k", "load_sse_c=/k"]).sse, c("/k"));
-        assert!(err(&["use_sse=c:/k", "load_sse_c=/j"])
-            .message
-            .contains("different"));
-        assert!(err(&["use_sse=1", "load_sse_c=/j"])
-            .message
-            .contains("conflicts"));
+        assert_eq!(ok(&["load_sse_c=/k", "use_sse=custom"]).sse, c("/k"));
+        assert_eq!(ok(&["load_sse_c=/k", "load_sse_c=/k"]).sse, c("/k"));
+        let e = err(&["use_sse=c:/k", "load_sse_c=/j"]);
+        assert_eq!(e.code, ExitCode::Usage);
+        assert_eq!(
+            e.message,
+            "conflicting encryption options: 'use_sse=c:/k' asks for SSE-C with key file /k \
+             but 'load_sse_c=/j' for SSE-C with key file /j; give one"
+        );
         let e = err(&["use_sse=custom"]);
         assert!(
             e.message.contains("key file") && e.message.contains("0600"),
@@ -784,14 +836,85 @@ mod tests {
     }
 
     #[test]
+    fn conflicting_sse_options_refused() {
+        for (items, first, second) in [
+            (
+                &["use_sse=custom:/k", "use_sse=1"][..],
+                "'use_sse=custom:/k' asks for SSE-C with key file /k",
+                "'use_sse=1' for SSE-COS",
+            ),
+            (
+                &["load_sse_c=/k", "use_sse=kmsid:x"][..],
+                "'load_sse_c=/k' asks for SSE-C with key file /k",
+                "'use_sse=kmsid:x' for SSE-KMS with key x",
+            ),
+            (
+                &["use_sse=1", "load_sse_c=/j"][..],
+                "'use_sse=1' asks for SSE-COS",
+                "'load_sse_c=/j' for SSE-C with key file /j",
+            ),
+            (
+                &["use_sse=kmsid:a", "use_sse=k:b"][..],
+                "'use_sse=kmsid:a' asks for SSE-KMS with key a",
+                "'use_sse=k:b' for SSE-KMS with key b",
+            ),
+            (
+                &["use_sse=kmsid", "use_sse=kmsid:a"][..],
+                "'use_sse=kmsid' asks for SSE-KMS with the default key",
+                "'use_sse=kmsid:a' for SSE-KMS with key a",
+            ),
+            (
+                &["use_sse=custom", "use_sse"][..],
+                "'use_sse=custom' asks for SSE-C",
+                "'use_sse' for SSE-COS",
+            ),
+            // The first choice is named even when agreeing options came in between.
+            (
+                &["use_sse=custom", "load_sse_c=/k", "use_sse=1"][..],
+                "'use_sse=custom' asks for SSE-C with key file /k",
+                "'use_sse=1' for SSE-COS",
+            ),
+        ] {
+            let e = err(items);
+            assert_eq!(e.code, ExitCode::Usage, "{items:?}");
+            assert!(
+                e.message.starts_with("conflicting encryption options: ")
+                    && e.message.contains(first)
+                    && e.message.contains(second),
+                "{items:?}: {}",
+                e.message
+            );
+        }
+        // Repeating the same choice is fine, however spelled.
+        assert_eq!(ok(&["use_sse", "use_sse=1"]).sse, SseRequest::Cos);
+        assert_eq!(
+            ok(&["use_sse=kmsid:a", "use_sse=kmsid:a"]).sse,
+            SseRequest::Kms {
+                key_id: Some("a".into()),
+                context: None
+            }
+        );
+        assert_eq!(
+            ok(&["use_sse=custom:/k", "load_sse_c=/k", "use_sse=c"]).sse,
+            SseRequest::Customer {
+                key_file: PathBuf::from("/k")
+            }
+        );
+    }
+
+    #[test]
     fn sse_key_on_command_line_refused() {
         let b64 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
         for o in [
             format!("use_sse=custom:{b64}"),
             format!("use_sse=c:{b64}"),
             format!("use_sse={b64}"),
+            format!("load_sse_c={b64}"),
+            // Refused as a key before a conflict message could echo it.
+            format!("use_sse=1,load_sse_c={b64}"),
         ] {
-            let e = err(&[&o]);
+            let items: Vec<&str> = o.split(',').collect();
+            let e = err(&items);
             assert_eq!(e.code, ExitCode::Credentials, "{o}");
             assert!(!e.message.contains(b64));
             assert!(e.message.contains("0600"));

@@ -14,6 +14,7 @@ use super::credentials::scrub_environment;
 use super::daemon::{fork_and_wait, sd_notify_ready, Forked, Notifier};
 use super::error::CliError;
 use super::help;
+use super::limits;
 use super::logging;
 use super::settings::{resolve, Settings};
 use crate::cos::http::CosHttpClient;
@@ -99,7 +100,10 @@ fn mount_command(m: &MountArgs) -> i32 {
 }
 
 /// Builds the runtime and client, checks the bucket, mounts and serves until unmounted.
-fn execute(s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
+fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
+    // Before the runtime, the client and the FUSE session open their descriptors.
+    let nofile = limits::raise_nofile();
+    s.fs.max_staging_files = limits::staging_files_for(nofile);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmount-io")

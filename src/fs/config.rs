@@ -37,8 +37,9 @@ pub struct FsConfig {
     pub staging_dir: Option<PathBuf>,
     /// Free bytes to keep on the staging file system; writes that would go below fail with ENOSPC.
     pub staging_min_free: u64,
-    /// Staging files (one open descriptor each) that may exist at once; a write needing
-    /// one more fails with EMFILE. The CLI derives it from RLIMIT_NOFILE.
+    /// Most staging files open at once; a write needing one more fails with EMFILE. Each
+    /// holds a file descriptor, so the CLI derives it from the process's RLIMIT_NOFILE
+    /// minus room for sockets, the FUSE device and logs.
     pub max_staging_files: usize,
     /// `x-cos-storage-class` of new objects is a client setting; nothing here.
     /// Concurrent HEADs used to fetch attributes for a directory listing (0: do not
@@ -68,6 +69,7 @@ impl Default for FsConfig {
             parallel_count: 8,
             staging_dir: None,
             staging_min_free: 1024 * 1024 * 1024,
+            // For library users; the CLI derives its own from the raised fd limit.
             max_staging_files: 4096,
             listing_head_concurrency: 32,
         }

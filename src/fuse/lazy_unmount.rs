@@ -1,11 +1,13 @@
-//! Detaching a busy mount after SIGTERM.
+//! Unmounting the daemon's own mount by path, plainly or, when busy, lazily.
 //!
 //! A plain unmount fails with EBUSY while a program still has a file open on the mount.
 //! After SIGTERM the daemon has already uploaded everything pending, so it detaches the
 //! mount lazily instead: the mount point disappears from the namespace at once, programs
 //! holding files keep being served until they close them, and the session ends (and the
 //! daemon exits) when the last one does. Without this the daemon would keep running
-//! after SIGTERM with the mount still attached.
+//! after SIGTERM with the mount still attached. Whether the mount at the path is still
+//! the daemon's own is the caller's check (`serve`): these functions act on whatever is
+//! mounted there.
 
 use std::ffi::CString;
 use std::io;
@@ -13,27 +15,54 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Lazily unmounts `mountpoint`: `umount2(MNT_DETACH)` when privileged, else
-/// `fusermount3 -u -z` (then `fusermount -u -z`).
-pub fn detach(mountpoint: &Path) -> io::Result<()> {
-    let c = CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount point has a NUL byte"))?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    let direct = io::Error::last_os_error();
-    for helper in ["fusermount3", "fusermount"] {
+fn c_path(mountpoint: &Path) -> io::Result<CString> {
+    CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount point has a NUL byte"))
+}
+
+/// Runs `helper ARGS -- MOUNTPOINT` for the first of fusermount3/fusermount that
+/// succeeds (the setuid helpers are how a non-root daemon unmounts).
+fn fusermount(args: &[&str], mountpoint: &Path) -> bool {
+    ["fusermount3", "fusermount"].iter().any(|helper| {
         let status = Command::new(helper)
-            .args(["-u", "-z", "--"])
+            .args(args)
+            .arg("--")
             .arg(mountpoint)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if matches!(status, Ok(s) if s.success()) {
-            return Ok(());
-        }
+        matches!(status, Ok(s) if s.success())
+    })
+}
+
+/// Unmounts `mountpoint`: `umount2` when privileged, else `fusermount3 -u`; a busy mount
+/// (or one neither could unmount) is detached lazily with [`detach`].
+pub fn unmount(mountpoint: &Path) -> io::Result<()> {
+    let c = c_path(mountpoint)?;
+    // NOFOLLOW: a symlink planted at the path must not redirect the unmount.
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
+        return Ok(());
+    }
+    let direct = io::Error::last_os_error();
+    if direct.raw_os_error() == Some(libc::EPERM) && fusermount(&["-u"], mountpoint) {
+        return Ok(());
+    }
+    detach(mountpoint)
+}
+
+/// Lazily unmounts `mountpoint`: `umount2(MNT_DETACH)` when privileged, else
+/// `fusermount3 -u -z` (then `fusermount -u -z`).
+pub fn detach(mountpoint: &Path) -> io::Result<()> {
+    let c = c_path(mountpoint)?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } == 0 {
+        return Ok(());
+    }
+    let direct = io::Error::last_os_error();
+    if fusermount(&["-u", "-z"], mountpoint) {
+        return Ok(());
     }
     Err(direct)
 }
@@ -46,5 +75,11 @@ mod tests {
     fn detaching_something_that_is_not_a_mount_fails() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(detach(dir.path()).is_err());
+    }
+
+    #[test]
+    fn unmounting_something_that_is_not_a_mount_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(unmount(dir.path()).is_err());
     }
 }
