@@ -99,6 +99,22 @@ fn mount_command(m: &MountArgs) -> i32 {
     }
 }
 
+/// One line at the end of a mount: what the client and the data paths counted.
+fn log_statistics(client: &CosHttpClient, fs: &CosFs<CosHttpClient>) {
+    let r = client.retry_stats();
+    let f = fs.stats();
+    tracing::info!(
+        requests = client.request_count(),
+        retries = r.retries,
+        recovered_by_retry = r.recovered,
+        gave_up = r.gave_up,
+        reads_verified = f.reads_verified,
+        read_crc_mismatches = f.read_mismatches,
+        reads_without_crc = f.reads_without_checksum,
+        "statistics"
+    );
+}
+
 /// Builds the runtime and client, checks the bucket, mounts and serves until unmounted.
 fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
     // Before the runtime, the client and the FUSE session open their descriptors.
@@ -138,8 +154,10 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
         credentials = %s.credentials_origin,
         "bucket reachable"
     );
-    let fs = CosFs::new(Arc::new(client), s.fs.clone(), rt.handle().clone())
+    let client = Arc::new(client);
+    let fs = CosFs::new(client.clone(), s.fs.clone(), rt.handle().clone())
         .map_err(|e| CliError::mount(format!("cannot initialise the filesystem: {e}")))?;
+    let counted = fs.clone();
     let opts = MountOptions {
         mountpoint: s.mountpoint.clone(),
         fsname: s.fsname.clone(),
@@ -158,6 +176,8 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
         }
     });
     let served = serve(fs, &opts, on_ready);
+    log_statistics(&client, &counted);
+    drop(counted);
     let ready = match &notifier {
         Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).is_done(),
         None => true,

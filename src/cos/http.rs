@@ -164,6 +164,11 @@ impl CosHttpClient {
         self.inner.requests.load(Ordering::Relaxed)
     }
 
+    /// What the retry loop did so far (retries sent, operations they saved, give-ups).
+    pub fn retry_stats(&self) -> retry::RetrySnapshot {
+        self.inner.retry.stats().snapshot()
+    }
+
     /// The read key remembered for `key`, if any.
     pub fn read_hint(&self, key: &str) -> Option<ReadKey> {
         self.inner.hints.lock().peek(key).copied()
@@ -715,6 +720,10 @@ impl BodyState {
             }
             if self.pos == self.end {
                 self.done = true;
+                if self.resumes > 0 {
+                    let stats = self.client.inner.retry.stats();
+                    stats.recovered.fetch_add(1, Ordering::Relaxed);
+                }
                 return None;
             }
             let Some(stream) = self.stream.as_mut() else {
@@ -758,6 +767,8 @@ impl BodyState {
             self.resumes += 1;
             if self.resumes >= self.client.inner.retry.config().max_attempts {
                 self.done = true;
+                let stats = self.client.inner.retry.stats();
+                stats.gave_up.fetch_add(1, Ordering::Relaxed);
                 return Some(Err(CosError::local(
                     CosErrorKind::Transport,
                     op,
@@ -767,6 +778,8 @@ impl BodyState {
             }
             tracing::debug!(key = %self.key, pos = self.pos, resume = self.resumes, reason = %why,
                 "GET body broke; requesting the rest");
+            let stats = self.client.inner.retry.stats();
+            stats.retries.fetch_add(1, Ordering::Relaxed);
             let wait = self
                 .client
                 .inner

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod crc64;
 pub mod error;
+pub mod faulty;
 pub mod http;
 pub mod mem;
 pub mod op;

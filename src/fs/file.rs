@@ -53,6 +53,11 @@ impl<C: ObjectClient> CosFs<C> {
             .ok_or_else(|| fs_err(FsErrorKind::BadHandle, format!("file handle {fh}")))
     }
 
+    /// The inode a handle is open on.
+    pub fn inode_of_handle(&self, fh: u64) -> Result<u64, FsError> {
+        Ok(self.handle(fh)?.ino)
+    }
+
     /// The shared state of `ino`, if it has open handles.
     pub(super) fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
         self.inner.open_files.lock().get(&ino).cloned()
@@ -150,11 +155,8 @@ impl<C: ObjectClient> CosFs<C> {
         };
         tracing::error!(key = %key, errno = crate::fuse::errno_of(&e), error = %e,
             "write failed: {outcome}; every write, read, fsync and close of this file now fails until it is closed");
-        // Attributes shown now come from the bucket again.
-        if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.local = false;
-            n.expires = Instant::now();
-        }
+        // The name stays bound to this failed file until its last handle closes (an open
+        // of it joins the failure, as on a local disk); then the bucket is asked again.
         Err(e)
     }
 

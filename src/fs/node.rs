@@ -179,7 +179,10 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let key = self.key_of(n.ino)?;
         // A file that exists only locally has no object; the delete is harmless then.
-        self.inner.client.delete(&key).await?;
+        if let Err(e) = self.inner.client.delete(&key).await {
+            self.forget_names(&[(parent, name)]);
+            return Err(e.into());
+        }
         let mut t = self.inner.table.lock();
         t.detach(parent, name);
         t.set_negative(parent, name, Instant::now());

@@ -56,10 +56,23 @@ impl<C: ObjectClient> CosFs<C> {
                 .size(n.size)
                 .etag(n.etag.as_deref())
                 .crc64(n.crc64);
-            let r = c
-                .copy(&from, &dst_key_base, &MetadataDirective::Copy)
-                .await?;
-            c.delete(&src_key).await?;
+            let moved = async {
+                let r = c
+                    .copy(&from, &dst_key_base, &MetadataDirective::Copy)
+                    .await?;
+                c.delete(&src_key).await?;
+                Ok::<_, FsError>(r)
+            }
+            .await;
+            let r = match moved {
+                Ok(r) => r,
+                Err(e) => {
+                    // Either step may have acted before its answer was lost: what this mount
+                    // believes of both names is in doubt, so the next look asks the bucket.
+                    self.forget_names(&[(parent, name), (new_parent, new_name)]);
+                    return Err(e);
+                }
+            };
             let mut t = self.inner.table.lock();
             t.rename(parent, name, new_parent, new_name);
             if let Some(n) = t.get_mut(src.ino) {
@@ -86,12 +99,28 @@ impl<C: ObjectClient> CosFs<C> {
             }
             c.delete(&dst_prefix).await?;
         }
-        self.move_tree(&src_key, &dst_prefix).await?;
+        if let Err(e) = self.move_tree(&src_key, &dst_prefix).await {
+            self.forget_names(&[(parent, name), (new_parent, new_name)]);
+            self.inner.table.lock().invalidate_subtree(src.ino);
+            return Err(e);
+        }
         let mut t = self.inner.table.lock();
         t.rename(parent, name, new_parent, new_name);
         t.invalidate_subtree(src.ino);
         t.set_negative(parent, name, Instant::now());
         Ok(())
+    }
+
+    /// Drops what this mount believes about these names (after an operation on them
+    /// failed with an unknown outcome): cached attributes go stale, negative entries go.
+    pub(super) fn forget_names(&self, names: &[(u64, &str)]) {
+        let mut t = self.inner.table.lock();
+        for (parent, name) in names {
+            t.clear_negative(*parent, name);
+            if let Some(ino) = t.child(*parent, name).map(|n| n.ino) {
+                t.invalidate(ino);
+            }
+        }
     }
 
     /// Copies every object under `src` to the same name under `dst`, then deletes the

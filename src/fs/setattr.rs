@@ -14,11 +14,16 @@ use std::time::{Instant, SystemTime};
 impl<C: ObjectClient> CosFs<C> {
     pub async fn setattr(&self, ino: u64, s: SetAttr) -> Result<Attr, FsError> {
         self.ro()?;
-        let cur = self.getattr(ino).await?;
-        if let Some(size) = s.size {
-            if cur.kind == FileKind::Directory {
+        // A file open for writing is known here, and a truncation of it is part of its
+        // write state: its result (an error, too) is the file's, before anything else.
+        let open_for_write = s.size.is_some() && self.truncates_open_file(ino, s.fh);
+        if !open_for_write {
+            let cur = self.getattr(ino).await?;
+            if s.size.is_some() && cur.kind == FileKind::Directory {
                 return Err(fs_err(FsErrorKind::IsDir, format!("inode {ino}")));
             }
+        }
+        if let Some(size) = s.size {
             self.truncate(ino, size, s.fh).await?;
         }
         if s.mode.is_none() && s.uid.is_none() && s.gid.is_none() && s.mtime.is_none() {
@@ -123,6 +128,15 @@ impl<C: ObjectClient> CosFs<C> {
             n.expires = Instant::now() + ttl;
         }
         Ok(())
+    }
+
+    /// Whether a truncation of `ino` goes to its shared write state (a handle open for
+    /// writing exists).
+    fn truncates_open_file(&self, ino: u64, fh: Option<u64>) -> bool {
+        let by_fh = fh
+            .and_then(|f| self.handle(f).ok())
+            .is_some_and(|h| h.writable && h.ino == ino);
+        by_fh || self.writable_open_file(ino).is_some()
     }
 
     /// The shared state of `ino` if some handle of it is open for writing.
