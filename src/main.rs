@@ -1,6 +1,6 @@
 //! The `cosmount` binary; everything lives in `cosmount::cli`.
 
-use cosmount::cli::{error::ExitCode, harden, run};
+use cosmount::cli::{error::ExitCode, harden, malloc, run};
 
 fn main() {
     // First of all, before credentials, key files or the environment are read: from here
@@ -9,5 +9,7 @@ fn main() {
         eprintln!("cosmount: cannot keep secrets out of core dumps (prctl PR_SET_DUMPABLE): {e}");
         std::process::exit(ExitCode::Mount.code());
     }
+    // Before any thread: the allocator returns freed buffers instead of hoarding them.
+    malloc::tune();
     std::process::exit(run::main());
 }

@@ -21,7 +21,7 @@ const MIB: u64 = 1024 * 1024;
 const ME: Caller = Caller { uid: 0, gid: 0 };
 
 /// Seeds that once failed (kept as regressions) and a fixed sample.
-const REGRESSIONS: &[u64] = &[];
+const REGRESSIONS: &[u64] = &[1079, 1125];
 const CI_SEEDS: std::ops::Range<u64> = 1..25;
 /// Share of requests that fail (after the retries a real client would make).
 const FAULT_RATE: f64 = 0.25;
@@ -266,8 +266,12 @@ fn run_seed(seed: u64, ops: u64) -> Report {
 
 #[test]
 fn fault_schedules_never_lose_acknowledged_data_and_errors_stick() {
-    let seeds: Vec<u64> = REGRESSIONS.iter().copied().chain(CI_SEEDS).collect();
-    let reports: Vec<Report> = seeds.iter().map(|&s| run_seed(s, 150)).collect();
+    // Regressions with the length they failed at (the soak's), the sample shorter.
+    let reports: Vec<Report> = REGRESSIONS
+        .iter()
+        .map(|&s| run_seed(s, 300))
+        .chain(CI_SEEDS.map(|s| run_seed(s, 150)))
+        .collect();
     let table = model::table(&reports);
     eprintln!("{table}");
     let injected: u64 = reports.iter().map(|r| r.faults_injected).sum();
@@ -339,7 +343,11 @@ fn one_seed() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let r = run_seed(seed, 150);
+    let ops: u64 = std::env::var("COSMOUNT_MODEL_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
+    let r = run_seed(seed, ops);
     println!("{}", model::table(std::slice::from_ref(&r)));
     assert!(r.ok() && r.problems.is_empty());
 }

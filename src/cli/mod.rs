@@ -20,6 +20,7 @@ pub mod help;
 pub mod keyfile;
 pub mod limits;
 pub mod logging;
+pub mod malloc;
 pub mod mountpoint;
 pub mod options;
 pub mod passwd;

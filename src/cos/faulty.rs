@@ -160,18 +160,25 @@ impl<C: ObjectClient> ObjectClient for FaultyClient<C> {
                 let mut left = keep;
                 let cut = resp
                     .body
-                    .map(move |chunk| {
-                        let chunk = chunk?;
-                        if left >= chunk.len() {
-                            left -= chunk.len();
-                            Ok(chunk)
-                        } else if left > 0 {
-                            let part: Bytes = chunk.slice(..left);
-                            left = 0;
-                            Ok(part)
-                        } else {
-                            Err(injected(CosErrorKind::Transport, op, &k))
-                        }
+                    .flat_map(move |chunk| {
+                        let items: Vec<Result<Bytes, CosError>> = match chunk {
+                            Err(e) => vec![Err(e)],
+                            Ok(c) if left >= c.len() => {
+                                left -= c.len();
+                                vec![Ok(c)]
+                            }
+                            Ok(c) => {
+                                let part = c.slice(..left);
+                                left = 0;
+                                let broken = Err(injected(CosErrorKind::Transport, op, &k));
+                                if part.is_empty() {
+                                    vec![broken]
+                                } else {
+                                    vec![Ok(part), broken]
+                                }
+                            }
+                        };
+                        futures::stream::iter(items)
                     })
                     .scan(false, |broken, item| {
                         // One error ends the body.

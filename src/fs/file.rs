@@ -34,6 +34,7 @@ impl<C: ObjectClient> CosFs<C> {
             ino,
             writable,
             served: std::sync::atomic::AtomicBool::new(false),
+            dirty: std::sync::atomic::AtomicBool::new(false),
             read: Mutex::new(ReadState::new(self.inner.config.parallel_count)),
             file,
         });
@@ -87,6 +88,8 @@ impl<C: ObjectClient> CosFs<C> {
                 *st = WriteState::Stream(Stream::new());
             }
             self.mark_local(ino, Some(0));
+            // Emptying the file is this handle's change: its close uploads it.
+            self.handle(fh)?.dirty.store(true, Ordering::Relaxed);
         }
         Ok(fh)
     }
@@ -146,11 +149,15 @@ impl<C: ObjectClient> CosFs<C> {
         // Dropping the old state aborts a started multipart upload (its guard).
         *st = WriteState::Failed(e.clone());
         let key = self.key_of(ino).unwrap_or_default();
+        let synced = self
+            .open_file(ino)
+            .is_some_and(|of| of.synced_early.load(Ordering::Relaxed));
         let outcome = match e.kind {
             // The last request's answer was lost: it may have gone through.
             FsErrorKind::Cos(CosErrorKind::Timeout | CosErrorKind::Transport) => {
-                "the previous object may or may not have been replaced (an answer was lost)"
+                "the object may or may not have been replaced (an answer was lost)"
             }
+            _ if synced => "the object holds this file as of its last sync point",
             _ => "the previous object is unchanged",
         };
         tracing::error!(key = %key, errno = crate::fuse::errno_of(&e), error = %e,
@@ -224,6 +231,14 @@ impl<C: ObjectClient> CosFs<C> {
                 // Completing is the only way to read parts back; on failure the caller
                 // settles to Failed (the upload aborted, the old object intact).
                 self.commit_stream(ino, s).await?;
+                if let Some(of) = self.open_file(ino) {
+                    of.synced_early.store(true, Ordering::Relaxed);
+                }
+                tracing::debug!(
+                    ino,
+                    bytes = pos,
+                    "streamed data committed early (sync point) to be read back or rewritten"
+                );
                 let mut x = w.download(&self.key_of(ino)?, pos).await?;
                 x.dirty = false;
                 x
@@ -252,6 +267,7 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let mut st = h.file.state.lock().await;
         st.failed()?;
+        h.dirty.store(true, Ordering::Relaxed);
         let r = self.write_locked(h.ino, &mut st, offset, data).await;
         self.settle(h.ino, &mut st, r)
     }

@@ -5,9 +5,10 @@
 
 use super::open_file::{OpenFile, WriteState};
 use super::write::Stream;
-use super::{attr, not_found, CosFs, FsError};
+use super::{attr, not_found, CosFs, FileHandle, FsError};
 use crate::cos::{CopySource, MetadataDirective, ObjectClient, PutOptions};
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,29 +106,50 @@ impl<C: ObjectClient> CosFs<C> {
         self.settle(of.ino, &mut st, r)
     }
 
-    /// close(2) of one descriptor: uploads what the file has pending (a read-only
-    /// handle uploads nothing) and returns the result; a failed file's error is repeated.
+    /// Uploads the file's pending data if `h` changed the file since it last did (else only
+    /// the file's sticky error, if any, is answered).
+    async fn flush_if_dirty(&self, h: &FileHandle) -> Result<(), FsError> {
+        let mut st = h.file.state.lock().await;
+        st.failed()?;
+        if !h.dirty.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let r = self.flush_locked(h.ino, &mut st).await;
+        if r.is_ok() {
+            h.dirty.store(false, Ordering::Relaxed);
+        }
+        self.settle(h.ino, &mut st, r)
+    }
+
+    /// close(2) of one descriptor: uploads what the file has pending if this descriptor
+    /// changed it, and returns the result; a failed file's error is repeated. Closing a
+    /// descriptor that did not write commits nothing of what other descriptors write (the
+    /// kernel's release of an old handle may come after a new open truncated the file).
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        if !h.writable {
-            return h.file.state.lock().await.failed();
-        }
-        self.flush_file(&h.file).await
+        self.flush_if_dirty(&h).await
     }
 
+    /// fsync(2): the file's data, whichever handle wrote it, is uploaded.
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        self.flush(fh).await
+        let h = self.handle(fh)?;
+        let r = self.flush_file(&h.file).await;
+        if r.is_ok() {
+            h.dirty.store(false, Ordering::Relaxed);
+        }
+        r
     }
 
-    /// Closes the handle, uploading what is still pending. When it was the file's last
-    /// handle the shared state goes away (and with it a failed state: the next open starts
-    /// afresh). The kernel ignores release's result; flush already reported it.
+    /// Closes the handle, uploading what it changed and, for the file's last handle,
+    /// whatever is still pending. Then the shared state goes away with the last handle
+    /// (and with it a failed state: the next open starts afresh). The kernel ignores
+    /// release's result; flush already reported it.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        let r = if h.writable {
+        let r = if h.file.handles() <= 1 {
             self.flush_file(&h.file).await
         } else {
-            h.file.state.lock().await.failed()
+            self.flush_if_dirty(&h).await
         };
         self.inner.files.lock().remove(&fh);
         let last = {

@@ -179,6 +179,9 @@ struct FileHandle {
     writable: bool,
     /// Some data was returned from the bucket through this handle.
     served: std::sync::atomic::AtomicBool,
+    /// This handle changed the file (write, ftruncate) since it last uploaded it: its
+    /// close uploads. A handle that did not is no reason to commit what others write.
+    dirty: std::sync::atomic::AtomicBool,
     read: Mutex<ReadState>,
     /// The write state shared by every handle of the inode.
     file: Arc<OpenFile>,

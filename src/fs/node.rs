@@ -67,10 +67,14 @@ impl<C: ObjectClient> CosFs<C> {
         let fh = self.register_handle(ino, true, WriteState::Stream(Stream::new()));
         // Handles of an earlier file under this inode may share the state: it is a new,
         // empty file now (unless it failed: that stands until its handles are closed).
-        let of = self.handle(fh)?.file.clone();
-        let mut st = of.state.lock().await;
-        if st.failed().is_ok() && !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
-            *st = WriteState::Stream(Stream::new());
+        let h = self.handle(fh)?;
+        let mut st = h.file.state.lock().await;
+        if st.failed().is_ok() {
+            if !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
+                *st = WriteState::Stream(Stream::new());
+            }
+            // A created file exists in the bucket once this handle is closed.
+            h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok((entry, fh))
     }

@@ -29,11 +29,16 @@
 //!   those calls fail.
 //! - Clean means nothing is pending: the bucket holds what the handles wrote (or they
 //!   wrote nothing). Staged with `dirty == false` is the same, with a local copy kept.
+//! - Sync points: parts already streamed out cannot be read back or rewritten until the
+//!   upload is completed, so an out-of-order write, a truncation or a read that needs them
+//!   completes it first (as an fsync would), then continues in a staging file. From then
+//!   on a failure leaves the bucket with the file as it was at that moment, not with the
+//!   previous object.
 
 use super::error::FsError;
 use super::staging::Staging;
 use super::write::Stream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The upload state of a file with open handles.
 pub enum WriteState {
@@ -72,6 +77,9 @@ pub struct OpenFile {
     pub state: tokio::sync::Mutex<WriteState>,
     /// Open handles; changed only under the registry's lock.
     handles: AtomicUsize,
+    /// Streamed data was committed early (a sync point): the bucket no longer holds the
+    /// previous object but this file as of that moment.
+    pub synced_early: AtomicBool,
 }
 
 impl OpenFile {
@@ -80,6 +88,7 @@ impl OpenFile {
             ino,
             state: tokio::sync::Mutex::new(state),
             handles: AtomicUsize::new(0),
+            synced_early: AtomicBool::new(false),
         }
     }
 

@@ -106,6 +106,9 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let mut t = self.inner.table.lock();
         t.rename(parent, name, new_parent, new_name);
+        // Copies get new ETags (under SSE-KMS/SSE-C they are not MD5s): the directory's
+        // marker and everything below must be looked at again.
+        t.invalidate(src.ino);
         t.invalidate_subtree(src.ino);
         t.set_negative(parent, name, Instant::now());
         Ok(())

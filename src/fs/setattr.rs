@@ -95,13 +95,29 @@ impl<C: ObjectClient> CosFs<C> {
     ) -> Result<(), FsError> {
         // With a handle open for writing, the change joins the file's shared write state
         // (uploaded by the next flush, fsync or close, with the other pending data).
-        let writer = match fh.map(|f| self.handle(f)).transpose()? {
-            Some(h) if h.writable => Some(h.file.clone()),
-            _ => self.writable_open_file(ino),
+        let by = fh
+            .map(|f| self.handle(f))
+            .transpose()?
+            .filter(|h| h.writable);
+        let writer = match &by {
+            Some(h) => Some(h.file.clone()),
+            None => self.writable_open_file(ino),
         };
         if let Some(of) = writer {
             let mut st = of.state.lock().await;
             st.failed()?;
+            // The truncation is uploaded by the close of the handle that made it, or (made
+            // through the path) by the close of any handle open for writing.
+            match &by {
+                Some(h) => h.dirty.store(true, std::sync::atomic::Ordering::Relaxed),
+                None => {
+                    for h in self.inner.files.lock().values() {
+                        if h.ino == ino && h.writable {
+                            h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
             let r = self.truncate_locked(ino, &mut st, size).await;
             return self.settle(ino, &mut st, r);
         }

@@ -322,7 +322,8 @@ pub struct Stream {
     reservation: Reservation,
     /// Bytes written so far (the file size).
     pub pos: u64,
-    upload: Option<Multipart>,
+    /// Boxed: most files never start one, and every open file's state holds a Stream.
+    upload: Option<Box<Multipart>>,
 }
 
 /// How a stream's buffer grows to take more bytes.
@@ -491,7 +492,7 @@ impl Stream {
         opts: &PutOptions,
     ) -> Result<(), FsError> {
         if self.upload.is_none() {
-            self.upload = Some(w.initiate(key, opts).await?);
+            self.upload = Some(Box::new(w.initiate(key, opts).await?));
         }
         let body = self.take_body(w);
         let Some(up) = self.upload.as_mut() else {
@@ -524,7 +525,7 @@ impl Stream {
                 return Err(e);
             }
         }
-        up.complete(w).await
+        (*up).complete(w).await
     }
 
     /// Bytes `offset..offset+len` of a stream that is still all in memory.

@@ -129,6 +129,23 @@ def cmd_list(c, bucket, a):
     print(json.dumps(keys))
 
 
+def cmd_uploads(c, bucket, a):
+    """Multipart uploads in progress under PREFIX, as [[key, upload id], ...]."""
+    out, key_marker, id_marker = [], "", ""
+    for _ in range(100):
+        r = c.list_multipart_uploads(
+            Bucket=bucket, Prefix=a.prefix, KeyMarker=key_marker, UploadIdMarker=id_marker
+        )
+        ups = r.get("Upload", [])
+        if isinstance(ups, dict):
+            ups = [ups]
+        out += [[u["Key"], u["UploadId"]] for u in ups]
+        if r.get("IsTruncated") != "true":
+            break
+        key_marker, id_marker = r.get("NextKeyMarker", ""), r.get("NextUploadIdMarker", "")
+    print(json.dumps(out))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -154,12 +171,14 @@ def main():
     dele.add_argument("key")
     lst = sub.add_parser("list")
     lst.add_argument("prefix", nargs="?", default="")
+    ups = sub.add_parser("uploads")
+    ups.add_argument("prefix", nargs="?", default="")
     a = p.parse_args()
 
     c = client()
     bucket = os.environ["COSLOCAL_BUCKET"]
     try:
-        {"put": cmd_put, "put-many": cmd_put_many, "get": cmd_get, "head": cmd_head, "delete": cmd_delete, "list": cmd_list}[
+        {"put": cmd_put, "put-many": cmd_put_many, "get": cmd_get, "head": cmd_head, "delete": cmd_delete, "list": cmd_list, "uploads": cmd_uploads}[
             a.cmd
         ](c, bucket, a)
     except CosServiceError as e:

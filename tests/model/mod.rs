@@ -16,8 +16,10 @@
 //!   write, ftruncate, fsync and close of it fails until its last handle is closed
 //!   ("non-sticky error" else); in process, reads fail too;
 //! - after the faults stop and a fresh mount, every file is one of the contents the model
-//!   allows: its last acknowledged content, or for a failed write its previous content or
-//!   the complete new one (never a mix, never a part).
+//!   allows: its last acknowledged content, or for a failed write its previous content,
+//!   the complete new one, or the content it had at a sync point the filesystem documents
+//!   (an out-of-order write, truncation or read of data already streamed out uploads what
+//!   was written so far) — never a mix of versions, never a torn write.
 //!
 //! Files are renamed and unlinked only while closed, so the model never has to follow an
 //! open inode to a new name.
@@ -106,6 +108,8 @@ fn add(c: &mut Candidates, v: Option<Vec<u8>>) {
 
 struct OpenState {
     handles: Vec<(Fh, OpenHow)>,
+    /// Handles that changed the file since they last uploaded it: their close uploads.
+    dirty: std::collections::BTreeSet<Fh>,
     /// The content the handles see.
     view: Vec<u8>,
     /// Unflushed changes exist.
@@ -425,6 +429,7 @@ impl<'a, D: Driver> Run<'a, D> {
                 if how.truncates() && o.failed.is_none() {
                     o.view.clear();
                     o.pending = true;
+                    o.dirty.insert(fh);
                 }
             }
             None => {
@@ -438,6 +443,11 @@ impl<'a, D: Driver> Run<'a, D> {
                     p.to_string(),
                     OpenState {
                         handles: vec![(fh, how)],
+                        dirty: if how.truncates() {
+                            [fh].into_iter().collect()
+                        } else {
+                            Default::default()
+                        },
                         view,
                         pending: how.truncates(),
                         failed: None,
@@ -505,6 +515,9 @@ impl<'a, D: Driver> Run<'a, D> {
             return;
         }
         let data = self.data(len);
+        if offset != len_now {
+            self.sync_point(&p);
+        }
         let r = self.d.write(fh, offset as u64, &data);
         let what = format!("write fh {fh} @{offset}+{len}");
         if self.write_side(&p, &what, r) {
@@ -515,18 +528,33 @@ impl<'a, D: Driver> Run<'a, D> {
             o.view[offset..offset + len].copy_from_slice(&data);
             o.pending = true;
             o.written = true;
+            o.dirty.insert(fh);
         } else if let Some(o) = self.open.get_mut(&p) {
             o.written = true;
         }
     }
 
+    /// Before a call that may make the filesystem upload what was written so far (an
+    /// out-of-order write, a truncation or a read of data already streamed out as parts: a
+    /// documented sync point), the current content is one the bucket may end up holding.
+    fn sync_point(&mut self, p: &str) {
+        if let Some(o) = self.open.get_mut(p) {
+            if o.pending && o.failed.is_none() {
+                let v = Some(o.view.clone());
+                add(&mut o.possible, v);
+            }
+        }
+    }
+
     fn ftruncate(&mut self, p: &str, fh: Fh, size: u64) {
+        self.sync_point(p);
         let r = self.d.ftruncate(fh, size);
         if self.write_side(p, &format!("ftruncate fh {fh} to {size}"), r) {
             let o = self.open.get_mut(p).expect("open");
             o.view.resize(size as usize, 0);
             o.pending = true;
             o.written = true;
+            o.dirty.insert(fh);
         }
     }
 
@@ -541,6 +569,7 @@ impl<'a, D: Driver> Run<'a, D> {
             0
         };
         let len = self.rng.gen_range(1..=256 * 1024);
+        self.sync_point(p);
         let r = self.d.read(fh, offset as u64, len);
         self.trace(format_args!(
             "read {p} fh {fh} @{offset}+{len} -> {:?}",
@@ -574,22 +603,13 @@ impl<'a, D: Driver> Run<'a, D> {
                     );
                     self.mismatch(msg);
                 }
-                // A read may have committed pending data (to read parts back).
-                if pending && failed.is_none() {
-                    let o = self.open.get_mut(p).expect("open");
-                    let v = Some(o.view.clone());
-                    add(&mut o.possible, v);
-                }
+                let _ = pending;
             }
             Err(_) => {
                 self.report.errors_surfaced += 1;
                 let o = self.open.get_mut(p).expect("open");
                 if o.failed.is_none() {
                     o.maybe_failed = true;
-                    if o.pending {
-                        let v = Some(o.view.clone());
-                        add(&mut o.possible, v);
-                    }
                 }
             }
         }
@@ -613,30 +633,36 @@ impl<'a, D: Driver> Run<'a, D> {
     fn fsync(&mut self, p: &str, fh: Fh) {
         let r = self.d.fsync(fh);
         let ok = self.write_side(p, &format!("fsync fh {fh}"), r);
+        if ok {
+            self.open.get_mut(p).expect("open").dirty.remove(&fh);
+        }
         self.flushed(p, ok);
     }
 
     fn close(&mut self, p: &str, fh: Fh) {
-        let how = {
+        let (how, dirty) = {
             let o = self.open.get_mut(p).expect("open");
             let i = o
                 .handles
                 .iter()
                 .position(|(f, _)| *f == fh)
                 .expect("handle");
-            o.handles.remove(i).1
+            (o.handles.remove(i).1, o.dirty.remove(&fh))
         };
         let r = self.d.close(fh);
-        self.trace(format_args!("close {p} fh {fh} ({how:?}) -> {r:?}"));
-        if how.writable() {
+        self.trace(format_args!(
+            "close {p} fh {fh} ({how:?}, dirty {dirty}) -> {r:?}"
+        ));
+        if how.writable() && dirty {
             let ok = self.write_side(p, "close", r);
             self.flushed(p, ok);
         } else {
-            // A read-only descriptor uploads nothing; a failed file's error still shows.
+            // A descriptor that changed nothing uploads nothing (what other descriptors wrote is
+            // theirs to close or fsync); a failed file's error still shows.
             let failed = self.open[p].failed;
             match (failed, r) {
                 (Some(e), Ok(())) => self.non_sticky(format!(
-                    "close of a read-only handle of {p} succeeded after errno {}",
+                    "close of a handle of {p} succeeded after errno {}",
                     errno_name(e)
                 )),
                 (None, Err(e)) => {
@@ -647,7 +673,7 @@ impl<'a, D: Driver> Run<'a, D> {
                         o.failed = Some(e);
                     } else {
                         let msg = format!(
-                            "close of a read-only handle of {p} failed: {}",
+                            "close of a handle of {p} that changed nothing failed: {}",
                             errno_name(e)
                         );
                         self.problem(msg);

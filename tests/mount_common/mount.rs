@@ -33,6 +33,8 @@ pub struct MountOptions {
     pub foreground: bool,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) the daemon starts with.
+    pub nofile: Option<u64>,
 }
 
 impl Default for MountOptions {
@@ -43,6 +45,7 @@ impl Default for MountOptions {
             options: Vec::new(),
             foreground: true,
             env: Vec::new(),
+            nofile: None,
         }
     }
 }
@@ -173,6 +176,22 @@ impl Mount {
             cmd.env("RUST_LOG", "info");
         }
         cmd.envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(n) = self.opts.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 

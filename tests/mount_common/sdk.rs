@@ -151,6 +151,14 @@ impl Sdk {
         self.run(&["delete", key])
     }
 
+    /// Multipart uploads in progress under `prefix`: (key, upload id).
+    pub fn uploads(&self, prefix: &str) -> Vec<(String, String)> {
+        let r = self
+            .run(&["uploads", prefix])
+            .expect_ok("list multipart uploads");
+        serde_json::from_str(&r.stdout).expect("uploads JSON")
+    }
+
     /// Every key under `prefix`.
     pub fn list(&self, prefix: &str) -> Vec<String> {
         let r = self.run(&["list", prefix]).expect_ok("list");
