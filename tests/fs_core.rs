@@ -1037,3 +1037,133 @@ async fn a_second_handle_sees_what_an_open_writer_wrote() {
     fs.release(r).await.unwrap();
     assert_eq!(&s.object("live").unwrap().data[..], b"new");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_sticks_to_the_file_across_handles_until_the_last_close() {
+    let (s, fs, _d) = setup();
+    s.insert("f", "old", &[]);
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let ino = e.attr.ino;
+    let a = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    let b = fs.open(ino, libc::O_RDWR).await.unwrap();
+    fs.write(a, 0, b"new content").await.unwrap();
+    // Both handles see the same pending data.
+    assert_eq!(&fs.read(b, 0, 100).await.unwrap()[..], b"new content");
+    s.fail_next(CosOp::PutObject, 1, CosErrorKind::ServerError);
+    assert!(fs.fsync(a).await.is_err());
+    // Every later call on any handle that was open then fails too.
+    assert!(fs.write(b, 0, b"x").await.is_err());
+    assert!(fs.read(b, 0, 10).await.is_err());
+    assert!(fs.fsync(b).await.is_err());
+    assert!(fs.flush(a).await.is_err());
+    // The bucket keeps the old object, and a handle opened now starts from it.
+    assert_eq!(&s.object("f").unwrap().data[..], b"old");
+    let c = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(c, 0, 10).await.unwrap()[..], b"old");
+    fs.flush(c).await.unwrap();
+    assert!(fs.write(a, 0, b"y").await.is_err(), "still failed");
+    assert!(fs.release(a).await.is_err());
+    assert!(fs.release(b).await.is_err());
+    fs.release(c).await.unwrap();
+    let d = fs.open(ino, libc::O_RDWR).await.unwrap();
+    assert_eq!(&fs.read(d, 0, 100).await.unwrap()[..], b"old");
+    fs.write(d, 3, b"!").await.unwrap();
+    fs.release(d).await.unwrap();
+    assert_eq!(&s.object("f").unwrap().data[..], b"old!");
+    assert_eq!(
+        fs.staging_files_open(),
+        0,
+        "staging files outlived their file"
+    );
+}
+
+/// The kernel releases a handle asynchronously after close: by then a new open may have
+/// truncated the file. The old handle's release must not commit the new, unfinished data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_release_does_not_commit_another_handles_unfinished_file() {
+    let (s, fs, _d) = setup();
+    let (e, a) = fs
+        .create(ROOT_INO, "f", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(a, 0, b"first version").await.unwrap();
+    fs.flush(a).await.unwrap();
+    let puts = s.count(CosOp::PutObject);
+    let b = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
+    fs.write(b, 0, b"sec").await.unwrap();
+    fs.release(a).await.unwrap();
+    assert_eq!(
+        s.count(CosOp::PutObject),
+        puts,
+        "the old handle's release uploaded"
+    );
+    assert_eq!(&s.object("f").unwrap().data[..], b"first version");
+    fs.write(b, 3, b"ond version").await.unwrap();
+    fs.release(b).await.unwrap();
+    assert_eq!(&s.object("f").unwrap().data[..], b"second version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_object_is_an_error_for_a_whole_read_and_never_wrong_bytes() {
+    let (s, fs, _d) = setup();
+    let body = data(3 * MIB as usize + 5);
+    s.insert("f", body.clone(), &[]);
+    assert!(s.corrupt("f", 2 * MIB as usize + 7));
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    // A partial read cannot be checked.
+    assert_eq!(fs.read(fh, 0, 1000).await.unwrap().len(), 1000);
+    let mut off = 0;
+    let mut failed = None;
+    while off < body.len() as u64 {
+        match fs.read(fh, off, 128 * 1024).await {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => off += b.len() as u64,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failed.expect("the whole read of a corrupt object must fail");
+    assert_eq!(e.kind, FsErrorKind::Cos(CosErrorKind::IntegrityMismatch));
+    assert!(
+        fs.read(fh, 0, 10).await.is_err(),
+        "later reads must fail too"
+    );
+    assert_eq!(fs.stats().read_mismatches, 1);
+    fs.release(fh).await.unwrap();
+    // An intact object verifies.
+    s.insert("g", body.clone(), &[]);
+    let e = fs.lookup(ROOT_INO, "g").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert!(read_all(&fs, fh, body.len() as u64, 128 * 1024).await == body);
+    assert_eq!(fs.stats().reads_verified, 1);
+    fs.release(fh).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_returned_to_the_budget() {
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| c.memory_budget = 8 * MIB);
+    let body = data(6 * MIB as usize);
+    s.insert("big", body.clone(), &[]);
+    let e = fs.lookup(ROOT_INO, "big").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    assert!(read_all(&fs, fh, body.len() as u64, 128 * 1024).await == body);
+    fs.release(fh).await.unwrap();
+    assert!(fs.memory_used() <= 8 * MIB, "{} used", fs.memory_used());
+    // Writes take their share and give it back.
+    let (_, w) = fs
+        .create(ROOT_INO, "w", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    for (i, c) in body.chunks(128 * 1024).enumerate() {
+        fs.write(w, (i * 128 * 1024) as u64, c).await.unwrap();
+    }
+    fs.release(w).await.unwrap();
+    assert!(&s.object("w").unwrap().data[..] == &body[..]);
+    assert!(fs.memory_used() <= 8 * MIB);
+}

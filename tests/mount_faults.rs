@@ -160,7 +160,7 @@ fn failed_move_to_staging_is_reported_and_sticks() {
     );
 }
 
-/// Item 2, EMFILE: 2,000 files open for writing at once with a small memory budget spill to
+/// Item 2, EMFILE: 600 files open for writing at once with a small memory budget spill to
 /// staging files until the staging descriptor budget (derived from RLIMIT_NOFILE) is used up;
 /// then writes fail with EMFILE, stickily. Every file whose close succeeded is stored whole;
 /// every other one is absent.
@@ -171,14 +171,15 @@ fn out_of_staging_descriptors_fails_cleanly() {
     };
     let sdk = h.sdk().expect("the Python SDK is required");
     let mut opts = MountOptions::default().opt("memory_limit=16");
-    opts.nofile = Some(1024);
+    // 700 descriptors: 188 for staging files after the daemon's reserve of 512.
+    opts.nofile = Some(700);
     let m = h.mount(opts);
     // This process holds one descriptor per file.
     raise_own_nofile(4096);
     let body = pattern(4, 100 * 1024);
     let mut files = Vec::new();
     let mut first_errno = None;
-    for i in 0..2000 {
+    for i in 0..600 {
         let mut f = std::fs::File::create(m.path(&format!("f{i:04}"))).unwrap();
         let w = f.write_all(&body);
         if let Err(e) = &w {

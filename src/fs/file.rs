@@ -35,6 +35,7 @@ impl<C: ObjectClient> CosFs<C> {
             writable,
             served: std::sync::atomic::AtomicBool::new(false),
             dirty: std::sync::atomic::AtomicBool::new(false),
+            failed: Mutex::new(None),
             read: Mutex::new(ReadState::new(self.inner.config.parallel_count)),
             file,
         });
@@ -78,19 +79,16 @@ impl<C: ObjectClient> CosFs<C> {
         }
         // O_TRUNC: the file's content is now empty, for every handle.
         let fh = self.register_handle(ino, true, WriteState::Stream(Stream::new()));
-        let of = self.handle(fh)?.file.clone();
-        let mut st = of.state.lock().await;
-        // A failed file stays failed until its last handle closes; this handle joins it.
-        if st.failed().is_ok() {
-            // Joined an existing state: replace it (a started upload is aborted by its
-            // guard; truncation discards what was written before, on purpose).
-            if !matches!(&*st, WriteState::Stream(s) if s.pos == 0 && s.all_buffered()) {
-                *st = WriteState::Stream(Stream::new());
-            }
-            self.mark_local(ino, Some(0));
-            // Emptying the file is this handle's change: its close uploads it.
-            self.handle(fh)?.dirty.store(true, Ordering::Relaxed);
+        let h = self.handle(fh)?;
+        let mut st = h.file.state.lock().await;
+        // Joined an existing state: replace it (a started upload is aborted by its guard;
+        // truncation discards what was written before, on purpose).
+        if !matches!(&*st, WriteState::Stream(s) if s.pos == 0 && s.all_buffered()) {
+            *st = WriteState::Stream(Stream::new());
         }
+        self.mark_local(ino, Some(0));
+        // Emptying the file is this handle's change: its close uploads it.
+        h.dirty.store(true, Ordering::Relaxed);
         Ok(fh)
     }
 
@@ -130,9 +128,18 @@ impl<C: ObjectClient> CosFs<C> {
         }
     }
 
-    /// Ends a change of the shared write state: an error moves the file to `Failed` (its
-    /// pending data discarded, the bucket untouched) and is returned, now and by every
-    /// later call on any handle of the file until the last one closes.
+    /// The error that failed the file while `h` was open, if any.
+    pub(super) fn check_handle(h: &FileHandle) -> Result<(), FsError> {
+        match &*h.failed.lock() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a change of the shared write state. An error fails every handle the file has
+    /// now (each returns it to every later call) and drops the pending data (the bucket
+    /// keeps the previous object; a started multipart upload is aborted by its guard); the
+    /// state starts over from the bucket for handles opened later (see `open_file`).
     pub(super) fn settle<T>(
         &self,
         ino: u64,
@@ -143,15 +150,18 @@ impl<C: ObjectClient> CosFs<C> {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if let WriteState::Failed(_) = st {
-            return Err(e);
+        *st = WriteState::Clean;
+        let of = self.open_file(ino);
+        for h in self.inner.files.lock().values() {
+            let same = of.as_ref().is_some_and(|of| Arc::ptr_eq(of, &h.file));
+            if same {
+                h.failed.lock().get_or_insert_with(|| e.clone());
+            }
         }
-        // Dropping the old state aborts a started multipart upload (its guard).
-        *st = WriteState::Failed(e.clone());
+        let synced = of
+            .as_ref()
+            .is_some_and(|of| of.synced_early.swap(false, Ordering::Relaxed));
         let key = self.key_of(ino).unwrap_or_default();
-        let synced = self
-            .open_file(ino)
-            .is_some_and(|of| of.synced_early.load(Ordering::Relaxed));
         let outcome = match e.kind {
             // The last request's answer was lost: it may have gone through.
             FsErrorKind::Cos(CosErrorKind::Timeout | CosErrorKind::Transport) => {
@@ -161,17 +171,21 @@ impl<C: ObjectClient> CosFs<C> {
             _ => "the previous object is unchanged",
         };
         tracing::error!(key = %key, errno = crate::fuse::errno_of(&e), error = %e,
-            "write failed: {outcome}; every write, read, fsync and close of this file now fails until it is closed");
-        // The name stays bound to this failed file until its last handle closes (an open
-        // of it joins the failure, as on a local disk); then the bucket is asked again.
+            "write failed: {outcome}; every write, read, fsync and close through the descriptors open now fails");
+        // What this mount shows of the file comes from the bucket again.
+        if let Some(n) = self.inner.table.lock().get_mut(ino) {
+            n.local = false;
+            n.expires = Instant::now();
+        }
         Err(e)
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let h = self.handle(fh)?;
+        Self::check_handle(&h)?;
         {
             let mut st = h.file.state.lock().await;
-            st.failed()?;
+            Self::check_handle(&h)?;
             let needs_staging = matches!(&*st, WriteState::Stream(s) if !s.all_buffered());
             if needs_staging {
                 // Parts went out already: they can only be read back once committed.
@@ -185,7 +199,6 @@ impl<C: ObjectClient> CosFs<C> {
                     return self.settle(h.ino, &mut st, r);
                 }
                 WriteState::Clean => {}
-                WriteState::Failed(e) => return Err(e.clone()),
             }
         }
         let mut retried = false;
@@ -220,7 +233,7 @@ impl<C: ObjectClient> CosFs<C> {
     pub(super) async fn to_staging(&self, ino: u64, st: &mut WriteState) -> Result<(), FsError> {
         let w = &self.inner.writer;
         let next = match &*st {
-            WriteState::Staged(_) | WriteState::Failed(_) => return Ok(()),
+            WriteState::Staged(_) => return Ok(()),
             // Built beside the stream; the stream is let go only once this exists.
             WriteState::Stream(s) if s.all_buffered() => s.copy_to_staging(&w.staging)?,
             WriteState::Stream(_) => {
@@ -265,8 +278,9 @@ impl<C: ObjectClient> CosFs<C> {
                 "handle not open for writing",
             ));
         }
+        Self::check_handle(&h)?;
         let mut st = h.file.state.lock().await;
-        st.failed()?;
+        Self::check_handle(&h)?;
         h.dirty.store(true, Ordering::Relaxed);
         let r = self.write_locked(h.ino, &mut st, offset, data).await;
         self.settle(h.ino, &mut st, r)
@@ -302,7 +316,7 @@ impl<C: ObjectClient> CosFs<C> {
                 s.write(w, &key, &opts, data).await?;
             }
             WriteState::Staged(s) => s.write(&w.staging, offset, data)?,
-            WriteState::Clean | WriteState::Failed(_) => {
+            WriteState::Clean => {
                 return Err(fs_err(FsErrorKind::LocalIo, "write state lost"));
             }
         }

@@ -76,7 +76,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// settled (sticky) by the caller.
     pub(super) async fn flush_locked(&self, ino: u64, st: &mut WriteState) -> Result<(), FsError> {
         match st {
-            WriteState::Clean | WriteState::Failed(_) => Ok(()),
+            WriteState::Clean => Ok(()),
             WriteState::Stream(_) => {
                 let WriteState::Stream(s) = std::mem::replace(st, WriteState::Clean) else {
                     return Ok(());
@@ -101,16 +101,16 @@ impl<C: ObjectClient> CosFs<C> {
     /// Flushes one open file's shared state and settles the result.
     async fn flush_file(&self, of: &OpenFile) -> Result<(), FsError> {
         let mut st = of.state.lock().await;
-        st.failed()?;
         let r = self.flush_locked(of.ino, &mut st).await;
         self.settle(of.ino, &mut st, r)
     }
 
     /// Uploads the file's pending data if `h` changed the file since it last did (else only
-    /// the file's sticky error, if any, is answered).
+    /// the handle's sticky error, if any, is answered).
     async fn flush_if_dirty(&self, h: &FileHandle) -> Result<(), FsError> {
+        Self::check_handle(h)?;
         let mut st = h.file.state.lock().await;
-        st.failed()?;
+        Self::check_handle(h)?;
         if !h.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -133,6 +133,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// fsync(2): the file's data, whichever handle wrote it, is uploaded.
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
+        Self::check_handle(&h)?;
         let r = self.flush_file(&h.file).await;
         if r.is_ok() {
             h.dirty.store(false, Ordering::Relaxed);
@@ -146,10 +147,10 @@ impl<C: ObjectClient> CosFs<C> {
     /// release's result; flush already reported it.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        let r = if h.file.handles() <= 1 {
-            self.flush_file(&h.file).await
-        } else {
-            self.flush_if_dirty(&h).await
+        let r = match Self::check_handle(&h) {
+            Err(e) => Err(e),
+            Ok(()) if h.file.handles() <= 1 => self.flush_file(&h.file).await,
+            Ok(()) => self.flush_if_dirty(&h).await,
         };
         self.inner.files.lock().remove(&fh);
         let last = {
@@ -198,10 +199,16 @@ impl<C: ObjectClient> CosFs<C> {
         Ok(())
     }
 
-    /// Uploads everything pending; Err (the first error) if any file failed, now or
-    /// before. Called on unmount / SIGTERM.
+    /// Uploads everything pending; Err (the first error) if any file failed now, or
+    /// failed before and still has a descriptor open. Called on unmount / SIGTERM.
     pub async fn flush_all(&self) -> Result<(), FsError> {
-        let mut first: Option<FsError> = None;
+        // A descriptor still open on a failed file: its data never reached the bucket.
+        let mut first: Option<FsError> = self
+            .inner
+            .files
+            .lock()
+            .values()
+            .find_map(|h| h.failed.lock().clone());
         for of in self.open_files() {
             if let Err(e) = self.flush_file(&of).await {
                 first.get_or_insert(e);

@@ -182,6 +182,9 @@ struct FileHandle {
     /// This handle changed the file (write, ftruncate) since it last uploaded it: its
     /// close uploads. A handle that did not is no reason to commit what others write.
     dirty: std::sync::atomic::AtomicBool,
+    /// The error that failed the file while this handle was open: every later call
+    /// through the handle returns it (see `open_file`).
+    failed: Mutex<Option<FsError>>,
     read: Mutex<ReadState>,
     /// The write state shared by every handle of the inode.
     file: Arc<OpenFile>,

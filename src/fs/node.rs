@@ -66,16 +66,14 @@ impl<C: ObjectClient> CosFs<C> {
         let entry = entry.ok_or_else(|| not_found(name.to_string()))?;
         let fh = self.register_handle(ino, true, WriteState::Stream(Stream::new()));
         // Handles of an earlier file under this inode may share the state: it is a new,
-        // empty file now (unless it failed: that stands until its handles are closed).
+        // empty file now.
         let h = self.handle(fh)?;
         let mut st = h.file.state.lock().await;
-        if st.failed().is_ok() {
-            if !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
-                *st = WriteState::Stream(Stream::new());
-            }
-            // A created file exists in the bucket once this handle is closed.
-            h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
+            *st = WriteState::Stream(Stream::new());
         }
+        // A created file exists in the bucket once this handle is closed.
+        h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok((entry, fh))
     }
 

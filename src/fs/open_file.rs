@@ -13,18 +13,23 @@
 //!     │  (the staging copy exists before the stream is let go)       │
 //!     │ flush ok: uploaded, dirty = false            flush ok: ─────▶ Clean
 //!
-//!   any state ── an error from write, truncate, flush, fsync, close ──▶ Failed(e)
-//!   Failed ── last handle closed ──▶ (dropped: the next open starts Clean)
+//!   any state ── an error from write, truncate, flush, fsync, close ──▶ Clean, and every
+//!                handle open then is failed with that error
 //! ```
 //!
 //! The rules, enforced in one place (`CosFs::settle`):
-//! - An error returned by write, ftruncate, flush, fsync or close moves the file to
-//!   `Failed(e)`. From then on every write, read, fsync, flush and close through any of its
-//!   handles returns `e` again, until the last handle is closed. Pending data is discarded
-//!   (a started multipart upload is aborted): a failed file never completes, PUTs or
-//!   copies partial data, so the bucket keeps the previous object.
+//! - An error returned by write, ftruncate, flush, fsync or close (or a read that needed
+//!   the pending data) fails every handle the file has at that moment: from then on every
+//!   write, read, fsync, flush and close through any of them returns the error again,
+//!   until it is closed. The pending data is discarded (a started multipart upload is
+//!   aborted): a failed file never completes, PUTs or copies partial data, so the bucket
+//!   keeps the previous object. The shared state starts over from the bucket, so a file
+//!   opened after the failure works normally (as Linux reports a writeback error to the
+//!   descriptors open when it happened, not to later ones). That matters because the
+//!   kernel releases a closed descriptor asynchronously: a program that closes a failed
+//!   file and opens it again at once must not be refused for the old failure.
 //! - A transition that can fail builds the new state before it replaces the old one; and
-//!   because any failure ends in `Failed`, no transition can silently drop data that a
+//!   because any failure fails the handles, no transition can silently drop data that a
 //!   write() already acknowledged: either it reaches the bucket at flush/fsync/close, or
 //!   those calls fail.
 //! - Clean means nothing is pending: the bucket holds what the handles wrote (or they
@@ -35,7 +40,6 @@
 //!   on a failure leaves the bucket with the file as it was at that moment, not with the
 //!   previous object.
 
-use super::error::FsError;
 use super::staging::Staging;
 use super::write::Stream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -48,27 +52,6 @@ pub enum WriteState {
     Stream(Stream),
     /// The whole content in a local staging file.
     Staged(Staging),
-    /// An error was returned; it is returned again until the last handle closes.
-    Failed(FsError),
-}
-
-impl WriteState {
-    /// Whether there is data the bucket does not hold yet.
-    pub fn is_pending(&self) -> bool {
-        match self {
-            WriteState::Clean | WriteState::Failed(_) => false,
-            WriteState::Stream(_) => true,
-            WriteState::Staged(s) => s.dirty,
-        }
-    }
-
-    /// The sticky error, if the file has failed.
-    pub fn failed(&self) -> Result<(), FsError> {
-        match self {
-            WriteState::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// One inode's shared state while it has open handles.

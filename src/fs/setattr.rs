@@ -103,9 +103,11 @@ impl<C: ObjectClient> CosFs<C> {
             Some(h) => Some(h.file.clone()),
             None => self.writable_open_file(ino),
         };
+        if let Some(h) = &by {
+            Self::check_handle(h)?;
+        }
         if let Some(of) = writer {
             let mut st = of.state.lock().await;
-            st.failed()?;
             // The truncation is uploaded by the close of the handle that made it, or (made
             // through the path) by the close of any handle open for writing.
             match &by {

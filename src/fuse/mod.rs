@@ -161,6 +161,10 @@ impl<C: ObjectClient> CosFuse<C> {
                 let errno = errno_of(&e);
                 if errno == libc::ENOENT {
                     tracing::debug!(op, error = %e, "not found");
+                } else if matches!(op, "write" | "read" | "flush" | "fsync" | "release") {
+                    // A file's data error is logged once, as an ERROR, when the file fails;
+                    // the same error answered again to later calls is not news.
+                    tracing::debug!(op, errno, error = %e, "operation failed");
                 } else {
                     tracing::warn!(op, errno, error = %e, "operation failed");
                 }

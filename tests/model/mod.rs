@@ -13,8 +13,9 @@
 //! whether an error was returned. The invariants:
 //! - every read returns exactly the model's bytes, or an error ("silent mismatch" else);
 //! - once write, ftruncate, fsync or close returned an error for a file, every later
-//!   write, ftruncate, fsync and close of it fails until its last handle is closed
-//!   ("non-sticky error" else); in process, reads fail too;
+//!   write, ftruncate, fsync and close through the descriptors open at that moment fails
+//!   until each is closed ("non-sticky error" else); in process, reads fail too; a file
+//!   opened afterwards starts over from what the bucket holds;
 //! - after the faults stop and a fresh mount, every file is one of the contents the model
 //!   allows: its last acknowledged content, or for a failed write its previous content,
 //!   the complete new one, or the content it had at a sync point the filesystem documents
@@ -106,7 +107,8 @@ fn add(c: &mut Candidates, v: Option<Vec<u8>>) {
     }
 }
 
-struct OpenState {
+/// A file's descriptors opened since its last failure (or first open), sharing one content.
+struct Epoch {
     handles: Vec<(Fh, OpenHow)>,
     /// Handles that changed the file since they last uploaded it: their close uploads.
     dirty: std::collections::BTreeSet<Fh>,
@@ -114,16 +116,24 @@ struct OpenState {
     view: Vec<u8>,
     /// Unflushed changes exist.
     pending: bool,
-    /// The errno a failed call returned: the file is failed.
-    failed: Option<i32>,
-    /// A read failed: the file may have failed (a read that had to commit pending data);
-    /// the next write-side result tells.
+    /// A read of pending data failed: the handles may have been failed by it (a read that
+    /// had to commit streamed data); the next call that must succeed or fail tells. No new
+    /// descriptor joins meanwhile.
     maybe_failed: bool,
     /// What the bucket may hold if the file ends failed: what it held at open or the last
-    /// acknowledged flush, plus every complete content a flush or read may have committed.
+    /// acknowledged flush, plus every complete content a sync point may have committed.
     possible: Candidates,
     /// A write happened through this open file.
     written: bool,
+}
+
+/// A descriptor of a failed file: every call through it must fail.
+struct Dead {
+    path: String,
+    how: OpenHow,
+    errno: i32,
+    /// What it saw when the file failed (the kernel's page cache may still answer reads).
+    view: Vec<u8>,
 }
 
 /// What a run counted.
@@ -199,7 +209,8 @@ pub struct Run<'a, D: Driver> {
     rng: StdRng,
     shape: Shape,
     bucket: BTreeMap<String, Candidates>,
-    open: BTreeMap<String, OpenState>,
+    open: BTreeMap<String, Epoch>,
+    dead: BTreeMap<Fh, Dead>,
     report: Report,
     /// Print every call and result (env COSMOUNT_MODEL_TRACE).
     tracing: bool,
@@ -221,6 +232,7 @@ impl<'a, D: Driver> Run<'a, D> {
             shape,
             bucket,
             open: BTreeMap::new(),
+            dead: BTreeMap::new(),
             report: Report {
                 seed,
                 ..Report::default()
@@ -263,6 +275,7 @@ impl<'a, D: Driver> Run<'a, D> {
             .open
             .iter()
             .flat_map(|(p, o)| o.handles.iter().map(move |(fh, _)| (p.clone(), *fh)))
+            .chain(self.dead.iter().map(|(fh, d)| (d.path.clone(), *fh)))
             .collect();
         for (p, fh) in open {
             self.close(&p, fh);
@@ -309,11 +322,13 @@ impl<'a, D: Driver> Run<'a, D> {
         self.shape.paths[i].clone()
     }
 
+    /// A descriptor (live or of a failed file) whose mode `want` accepts.
     fn pick_handle(&mut self, want: impl Fn(OpenHow) -> bool) -> Option<(String, Fh, OpenHow)> {
         let all: Vec<(String, Fh, OpenHow)> = self
             .open
             .iter()
             .flat_map(|(p, o)| o.handles.iter().map(move |(fh, h)| (p.clone(), *fh, *h)))
+            .chain(self.dead.iter().map(|(fh, d)| (d.path.clone(), *fh, d.how)))
             .filter(|(_, _, h)| want(*h))
             .collect();
         if all.is_empty() {
@@ -335,7 +350,8 @@ impl<'a, D: Driver> Run<'a, D> {
     }
 
     fn step(&mut self) {
-        let handles: usize = self.open.values().map(|o| o.handles.len()).sum();
+        let handles: usize =
+            self.open.values().map(|o| o.handles.len()).sum::<usize>() + self.dead.len();
         // Keep something open to work on, and not too much.
         let roll = match handles {
             0 => 0,
@@ -356,7 +372,7 @@ impl<'a, D: Driver> Run<'a, D> {
             15..=44 => self.write_some(),
             45..=49 => {
                 if let Some((p, fh, _)) = self.pick_handle(OpenHow::writable) {
-                    let len = self.open[&p].view.len();
+                    let len = self.open.get(&p).map_or(0, |o| o.view.len());
                     let size = match self.rng.gen_range(0..3) {
                         0 => 0,
                         1 => self.rng.gen_range(0..=len),
@@ -406,8 +422,16 @@ impl<'a, D: Driver> Run<'a, D> {
     }
 
     fn open_path(&mut self, p: &str, how: OpenHow) {
-        if !self.open.contains_key(p) && !self.resolve(p) {
-            return;
+        match self.open.get(p) {
+            // Whether the descriptors are failed is not known yet: a new one would not join
+            // them if they are, so wait until it is.
+            Some(o) if o.maybe_failed => return,
+            Some(_) => {}
+            None => {
+                if !self.resolve(p) {
+                    return;
+                }
+            }
         }
         let exists = self.open.contains_key(p) || self.bucket[p][0].is_some();
         if !exists && !how.truncates() {
@@ -426,7 +450,7 @@ impl<'a, D: Driver> Run<'a, D> {
         match self.open.get_mut(p) {
             Some(o) => {
                 o.handles.push((fh, how));
-                if how.truncates() && o.failed.is_none() {
+                if how.truncates() {
                     o.view.clear();
                     o.pending = true;
                     o.dirty.insert(fh);
@@ -439,18 +463,17 @@ impl<'a, D: Driver> Run<'a, D> {
                 } else {
                     base[0].clone().unwrap_or_default()
                 };
+                let mut dirty = std::collections::BTreeSet::new();
+                if how.truncates() {
+                    dirty.insert(fh);
+                }
                 self.open.insert(
                     p.to_string(),
-                    OpenState {
+                    Epoch {
                         handles: vec![(fh, how)],
-                        dirty: if how.truncates() {
-                            [fh].into_iter().collect()
-                        } else {
-                            Default::default()
-                        },
+                        dirty,
                         view,
                         pending: how.truncates(),
-                        failed: None,
                         maybe_failed: false,
                         possible: base,
                         written: false,
@@ -460,32 +483,63 @@ impl<'a, D: Driver> Run<'a, D> {
         }
     }
 
-    /// Records the result of a write-side call (write, ftruncate, fsync, close) of a file.
-    /// Returns true if it succeeded and the model should apply it.
-    fn write_side(&mut self, p: &str, what: &str, r: Result<(), i32>) -> bool {
-        self.trace(format_args!("{what} {p} -> {r:?}"));
-        let o = self.open.get_mut(p).expect("open file");
-        match (o.failed, r) {
-            (Some(e), Ok(())) => {
+    /// The file failed with `errno`: every descriptor open on it now is failed, and the
+    /// bucket holds one of the contents it may have left.
+    fn fail(&mut self, p: &str, errno: i32) {
+        let Some(o) = self.open.remove(p) else {
+            return;
+        };
+        for (fh, how) in o.handles {
+            self.dead.insert(
+                fh,
+                Dead {
+                    path: p.to_string(),
+                    how,
+                    errno,
+                    view: o.view.clone(),
+                },
+            );
+        }
+        let mut c = o.possible;
+        if o.pending {
+            add(&mut c, Some(o.view));
+        }
+        self.bucket.insert(p.to_string(), c);
+        if o.written {
+            self.report.file_writes += 1;
+        }
+    }
+
+    /// A call through a failed descriptor: it must fail too.
+    fn on_dead(&mut self, fh: Fh, what: &str, r: Result<(), i32>) {
+        let d = &self.dead[&fh];
+        match r {
+            Ok(()) => {
                 let msg = format!(
-                    "{what} of {p} succeeded after errno {} was returned",
-                    errno_name(e)
+                    "{what} through a descriptor of {} succeeded after errno {} was returned",
+                    d.path,
+                    errno_name(d.errno)
                 );
                 self.non_sticky(msg);
-                false
             }
-            (Some(_), Err(_)) => {
-                self.report.errors_surfaced += 1;
-                false
-            }
-            (None, Ok(())) => {
-                o.maybe_failed = false;
+            Err(_) => self.report.errors_surfaced += 1,
+        }
+    }
+
+    /// Records the result of a write-side call (write, ftruncate, fsync, dirty close)
+    /// through a live descriptor; true if it succeeded and the model applies it.
+    fn write_side(&mut self, p: &str, what: &str, r: Result<(), i32>) -> bool {
+        self.trace(format_args!("{what} {p} -> {r:?}"));
+        match r {
+            Ok(()) => {
+                if let Some(o) = self.open.get_mut(p) {
+                    o.maybe_failed = false;
+                }
                 true
             }
-            (None, Err(e)) => {
-                o.failed = Some(e);
-                o.maybe_failed = false;
+            Err(e) => {
                 self.report.errors_surfaced += 1;
+                self.fail(p, e);
                 false
             }
         }
@@ -495,7 +549,7 @@ impl<'a, D: Driver> Run<'a, D> {
         let Some((p, fh, _)) = self.pick_handle(OpenHow::writable) else {
             return;
         };
-        let len_now = self.open[&p].view.len();
+        let len_now = self.open.get(&p).map_or(0, |o| o.view.len());
         let (offset, len) = match self.rng.gen_range(0..10) {
             // Mostly sequential appends: the streaming path.
             0..=6 => (len_now, self.rng.gen_range(1..=self.shape.max_write)),
@@ -515,11 +569,20 @@ impl<'a, D: Driver> Run<'a, D> {
             return;
         }
         let data = self.data(len);
+        if self.dead.contains_key(&fh) {
+            let r = self.d.write(fh, offset as u64, &data);
+            self.trace(format_args!("write fh {fh} (failed) -> {r:?}"));
+            self.on_dead(fh, "write", r);
+            return;
+        }
         if offset != len_now {
             self.sync_point(&p);
         }
         let r = self.d.write(fh, offset as u64, &data);
         let what = format!("write fh {fh} @{offset}+{len}");
+        if let Some(o) = self.open.get_mut(&p) {
+            o.written = true;
+        }
         if self.write_side(&p, &what, r) {
             let o = self.open.get_mut(&p).expect("open");
             if o.view.len() < offset + len {
@@ -527,10 +590,7 @@ impl<'a, D: Driver> Run<'a, D> {
             }
             o.view[offset..offset + len].copy_from_slice(&data);
             o.pending = true;
-            o.written = true;
             o.dirty.insert(fh);
-        } else if let Some(o) = self.open.get_mut(&p) {
-            o.written = true;
         }
     }
 
@@ -539,7 +599,7 @@ impl<'a, D: Driver> Run<'a, D> {
     /// documented sync point), the current content is one the bucket may end up holding.
     fn sync_point(&mut self, p: &str) {
         if let Some(o) = self.open.get_mut(p) {
-            if o.pending && o.failed.is_none() {
+            if o.pending {
                 let v = Some(o.view.clone());
                 add(&mut o.possible, v);
             }
@@ -547,99 +607,114 @@ impl<'a, D: Driver> Run<'a, D> {
     }
 
     fn ftruncate(&mut self, p: &str, fh: Fh, size: u64) {
+        if self.dead.contains_key(&fh) {
+            let r = self.d.ftruncate(fh, size);
+            self.on_dead(fh, "ftruncate", r);
+            return;
+        }
         self.sync_point(p);
         let r = self.d.ftruncate(fh, size);
+        if let Some(o) = self.open.get_mut(p) {
+            o.written = true;
+        }
         if self.write_side(p, &format!("ftruncate fh {fh} to {size}"), r) {
             let o = self.open.get_mut(p).expect("open");
             o.view.resize(size as usize, 0);
             o.pending = true;
-            o.written = true;
             o.dirty.insert(fh);
         }
     }
 
     fn read(&mut self, p: &str, fh: Fh) {
-        let (view_len, failed) = {
-            let o = &self.open[p];
-            (o.view.len(), o.failed)
+        let strict = self.d.reads_of_failed_files_fail();
+        let view = match (self.open.get(p), self.dead.get(&fh)) {
+            (_, Some(d)) => d.view.clone(),
+            (Some(o), None) => o.view.clone(),
+            (None, None) => return,
         };
-        let offset = if view_len > 0 && self.rng.gen_bool(0.7) {
-            self.rng.gen_range(0..view_len)
+        let dead = self.dead.contains_key(&fh);
+        let offset = if !view.is_empty() && self.rng.gen_bool(0.7) {
+            self.rng.gen_range(0..view.len())
         } else {
             0
         };
         let len = self.rng.gen_range(1..=256 * 1024);
-        self.sync_point(p);
+        if !dead {
+            self.sync_point(p);
+        }
         let r = self.d.read(fh, offset as u64, len);
         self.trace(format_args!(
-            "read {p} fh {fh} @{offset}+{len} -> {:?}",
+            "read {p} fh {fh}{} @{offset}+{len} -> {:?}",
+            if dead { " (failed)" } else { "" },
             r.as_ref().map(|v| v.len())
         ));
-        let strict = self.d.reads_of_failed_files_fail();
         match r {
             Ok(got) => {
-                let (want, pending) = {
-                    let o = &self.open[p];
-                    let end = (offset + len).min(o.view.len());
-                    (o.view[offset.min(end)..end].to_vec(), o.pending)
-                };
-                if let Some(e) = failed {
-                    if strict {
-                        let msg = format!(
-                            "read of {p} succeeded after errno {} was returned",
-                            errno_name(e)
-                        );
-                        self.non_sticky(msg);
-                        return;
-                    }
+                if dead && strict {
+                    self.on_dead(fh, "read", Ok(()));
+                    return;
                 }
+                let end = (offset + len).min(view.len());
+                let want = &view[offset.min(end)..end];
                 if got != want {
                     let msg = format!(
                         "read of {p} at {offset} (+{len}) returned {} bytes that differ from the \
                          model's {} (first difference at {:?})",
                         got.len(),
                         want.len(),
-                        got.iter().zip(&want).position(|(a, b)| a != b)
+                        got.iter().zip(want).position(|(a, b)| a != b)
                     );
                     self.mismatch(msg);
                 }
-                let _ = pending;
+                if let (false, true, Some(o)) = (dead, strict, self.open.get_mut(p)) {
+                    o.maybe_failed = false;
+                }
             }
             Err(_) => {
                 self.report.errors_surfaced += 1;
-                let o = self.open.get_mut(p).expect("open");
-                if o.failed.is_none() {
-                    o.maybe_failed = true;
+                if let (false, Some(o)) = (dead, self.open.get_mut(p)) {
+                    // Only a read of pending data can fail the file (reading it back may
+                    // need a commit); a failed read of the bucket changes nothing.
+                    if o.pending {
+                        o.maybe_failed = true;
+                    }
                 }
             }
         }
     }
 
-    fn flushed(&mut self, p: &str, ok: bool) {
-        let o = self.open.get_mut(p).expect("open");
-        if ok {
-            if o.pending {
-                o.possible = vec![Some(o.view.clone())];
-                o.pending = false;
-            }
-            // An fsync that succeeded proves the content is in the bucket.
-            self.bucket.insert(p.to_string(), o.possible.clone());
-        } else if o.pending {
-            let v = Some(o.view.clone());
-            add(&mut o.possible, v);
+    fn flushed(&mut self, p: &str) {
+        let Some(o) = self.open.get_mut(p) else {
+            return;
+        };
+        if o.pending {
+            o.possible = vec![Some(o.view.clone())];
+            o.pending = false;
         }
+        // A flush that succeeded proves what the bucket holds.
+        self.bucket.insert(p.to_string(), o.possible.clone());
     }
 
     fn fsync(&mut self, p: &str, fh: Fh) {
         let r = self.d.fsync(fh);
-        let ok = self.write_side(p, &format!("fsync fh {fh}"), r);
-        if ok {
-            self.open.get_mut(p).expect("open").dirty.remove(&fh);
+        if self.dead.contains_key(&fh) {
+            self.on_dead(fh, "fsync", r);
+            return;
         }
-        self.flushed(p, ok);
+        if self.write_side(p, &format!("fsync fh {fh}"), r) {
+            self.open.get_mut(p).expect("open").dirty.remove(&fh);
+            self.flushed(p);
+        }
     }
 
     fn close(&mut self, p: &str, fh: Fh) {
+        if self.dead.contains_key(&fh) {
+            let r = self.d.close(fh);
+            self.trace(format_args!("close {p} fh {fh} (failed) -> {r:?}"));
+            self.on_dead(fh, "close", r);
+            self.dead.remove(&fh);
+            return;
+        }
         let (how, dirty) = {
             let o = self.open.get_mut(p).expect("open");
             let i = o
@@ -653,54 +728,42 @@ impl<'a, D: Driver> Run<'a, D> {
         self.trace(format_args!(
             "close {p} fh {fh} ({how:?}, dirty {dirty}) -> {r:?}"
         ));
-        if how.writable() && dirty {
-            let ok = self.write_side(p, "close", r);
-            self.flushed(p, ok);
-        } else {
-            // A descriptor that changed nothing uploads nothing (what other descriptors wrote is
-            // theirs to close or fsync); a failed file's error still shows.
-            let failed = self.open[p].failed;
-            match (failed, r) {
-                (Some(e), Ok(())) => self.non_sticky(format!(
-                    "close of a handle of {p} succeeded after errno {}",
+        if dirty {
+            if self.write_side(p, &format!("close fh {fh}"), r) {
+                self.flushed(p);
+            }
+        } else if let Err(e) = r {
+            // A descriptor that changed nothing uploads nothing (what other descriptors
+            // wrote is theirs to close or fsync); only a failure it saw can explain an error.
+            self.report.errors_surfaced += 1;
+            let maybe = self.open.get(p).is_some_and(|o| o.maybe_failed);
+            if maybe {
+                self.fail(p, e);
+            } else {
+                let msg = format!(
+                    "close of a descriptor of {p} that changed nothing failed: {}",
                     errno_name(e)
-                )),
-                (None, Err(e)) => {
-                    // Only a failure this handle saw through a read can explain it.
-                    self.report.errors_surfaced += 1;
-                    let o = self.open.get_mut(p).expect("open");
-                    if o.maybe_failed {
-                        o.failed = Some(e);
-                    } else {
-                        let msg = format!(
-                            "close of a handle of {p} that changed nothing failed: {}",
-                            errno_name(e)
-                        );
-                        self.problem(msg);
-                    }
-                }
-                (Some(_), Err(_)) => self.report.errors_surfaced += 1,
-                (None, Ok(())) => {}
+                );
+                self.problem(msg);
             }
         }
-        if self.open[p].handles.is_empty() {
+        let Some(o) = self.open.get(p) else {
+            return;
+        };
+        if o.handles.is_empty() {
             let o = self.open.remove(p).expect("open");
             if o.written {
                 self.report.file_writes += 1;
-                if o.failed.is_none() && !o.maybe_failed {
+                if !o.maybe_failed {
                     self.report.file_writes_ok += 1;
                 }
             }
-            // A failed file leaves any of its possible contents; a good one what was flushed.
-            let c = if o.failed.is_some() || o.maybe_failed || o.pending {
-                let mut c = o.possible;
-                if o.pending {
-                    add(&mut c, Some(o.view));
-                }
-                c
-            } else {
-                o.possible
-            };
+            // The last close uploads what is pending; if that failed unseen (its result is
+            // not a close's), any possible content stands.
+            let mut c = o.possible;
+            if o.pending || o.maybe_failed {
+                add(&mut c, Some(o.view));
+            }
             self.bucket.insert(p.to_string(), c);
         }
     }
