@@ -1164,6 +1164,6 @@ async fn memory_is_returned_to_the_budget() {
         fs.write(w, (i * 128 * 1024) as u64, c).await.unwrap();
     }
     fs.release(w).await.unwrap();
-    assert!(&s.object("w").unwrap().data[..] == &body[..]);
+    assert!(s.object("w").unwrap().data[..] == body[..]);
     assert!(fs.memory_used() <= 8 * MIB);
 }
