@@ -8,10 +8,12 @@
 #      repeated (BENCH_REPEAT, default 3, quick 1); the best round of each side counts;
 #   3. `ls -l` of a directory of NFILES objects after a remount: time (target < 10 s) and
 #      requests (coslocal /stats, else request log);
-#   4. peak RSS of the cosmount daemon (VmHWM, target < 512 MiB).
+#   4. four parallel readers of different files (after a remount and a page-cache drop);
+#   5. peak RSS of the cosmount daemon over all of it (VmHWM, target: memory_limit + 64 MiB).
 # Prints a table and saves it to scripts/results/bench-<timestamp>[-quick].txt.
 # Usage: scripts/bench.sh [--quick]      (quick: 64 MiB file, 1000 objects)
-# Env: BENCH_SIZE_MIB, BENCH_NFILES, BENCH_REPEAT, BENCH_PART_MIB, BENCH_PARALLEL, BENCH_LATENCY_MS;
+# Env: BENCH_SIZE_MIB, BENCH_NFILES, BENCH_REPEAT, BENCH_PART_MIB, BENCH_PARALLEL, BENCH_LATENCY_MS,
+# BENCH_MEMORY_MIB (the mount's memory_limit, default 256);
 # BENCH_KEEP=1 keeps the work dir (request log, daemon log) for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ PART_MIB=${BENCH_PART_MIB:-8}
 REPEAT=${BENCH_REPEAT:-$([ $QUICK = 1 ] && echo 1 || echo 3)}
 PARALLEL=${BENCH_PARALLEL:-8}
 LATENCY_MS=${BENCH_LATENCY_MS:-10}
+MEMORY_MIB=${BENCH_MEMORY_MIB:-256}
 BUCKET=bench-1250000000
 
 echo "==> building release binaries and the direct-transfer example"
@@ -76,7 +79,7 @@ except Exception: print("")' 2>/dev/null || true)
 }
 
 mount_it() {
-    "$BIN/cosmount" "$BUCKET" "$MNT" -f -o "url=$URL,passwd_file=$WORK/passwd,ca_file=$WORK/ca.pem,staging_dir=$WORK/staging,multipart_size=$PART_MIB,parallel_count=$PARALLEL" \
+    "$BIN/cosmount" "$BUCKET" "$MNT" -f -o "url=$URL,passwd_file=$WORK/passwd,ca_file=$WORK/ca.pem,staging_dir=$WORK/staging,multipart_size=$PART_MIB,parallel_count=$PARALLEL,memory_limit=$MEMORY_MIB" \
         >>"$WORK/cosmount.log" 2>&1 &
     MOUNT_PID=$!
     for _ in $(seq 1 300); do grep -qs " $MNT fuse" /proc/mounts && return 0; sleep 0.1; done
@@ -146,6 +149,26 @@ best() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" $1;
 W_MOUNT=$(best "$W_MOUNT_ALL"); W_DIRECT=$(best "$W_DIRECT_ALL")
 R_MOUNT=$(best "$R_MOUNT_ALL"); R_DIRECT=$(best "$R_DIRECT_ALL")
 
+echo "==> four parallel readers of different files (after remount + drop_caches)"
+drop_caches
+mount_it
+# Up to four of the files the rounds left (a quick run leaves two).
+READS=()
+for f in big-1.bin direct-1.bin big-2.bin direct-2.bin big-3.bin direct-3.bin; do
+    [ ${#READS[@]} -lt 4 ] && [ -e "$MNT/$f" ] && READS+=("$f")
+done
+T0=$(now)
+PIDS=()
+for f in "${READS[@]}"; do
+    dd if="$MNT/$f" of=/dev/null bs=1M status=none & PIDS+=($!)
+done
+for p in "${PIDS[@]}"; do wait "$p"; done
+T1=$(now)
+track_peak
+PAR_N=${#PIDS[@]}
+PAR_T=$(elapsed "$T0" "$T1")
+umount_it
+
 echo "==> ls -l of ${NFILES} objects"
 direct populate "many/f" "$NFILES" >/dev/null
 mount_it
@@ -177,14 +200,15 @@ OUT="$ROOT/scripts/results/bench-$STAMP$SUFFIX.txt"
 mkdir -p "$ROOT/scripts/results"
 {
     echo "cosmount benchmark $STAMP UTC  ($(nproc) cores; coslocal HTTPS loopback, latency ${LATENCY_MS} ms;"
-    echo "file ${SIZE_MIB} MiB, multipart_size=${PART_MIB} MiB, parallel_count=${PARALLEL}; ${NFILES} objects;"
+    echo "file ${SIZE_MIB} MiB, multipart_size=${PART_MIB} MiB, parallel_count=${PARALLEL}, memory_limit=${MEMORY_MIB} MiB; ${NFILES} objects;"
     echo " transfers: best of ${REPEAT} alternating rounds per side, page cache dropped and memory compacted before each)"
     echo
     printf '%-28s %12s %12s %10s %8s\n' "measure" "mount" "direct" "ratio" "target"
     printf '%-28s %9s MiB/s %7s MiB/s %10s %8s\n' "sequential write" "$(mibps "$SIZE_MIB" "$W_MOUNT")" "$(mibps "$SIZE_MIB" "$W_DIRECT")" "$W_RATIO" "$(verdict "$W_RATIO >= 0.8")"
     printf '%-28s %9s MiB/s %7s MiB/s %10s %8s\n' "sequential read" "$(mibps "$SIZE_MIB" "$R_MOUNT")" "$(mibps "$SIZE_MIB" "$R_DIRECT")" "$R_RATIO" "$(verdict "$R_RATIO >= 0.8")"
     printf '%-28s %10ss %12s %10s %8s\n' "ls -l ($LS_N entries)" "$LS_T" "$LS_REQ req" "" "$(verdict "$LS_T < 10")"
-    printf '%-28s %8s MiB %12s %10s %8s\n' "peak RSS (VmHWM)" "$PEAK_MIB" "" "" "$(verdict "$PEAK_MIB < 512")"
+    printf '%-28s %9s MiB/s %12s %10s %8s\n' "$PAR_N parallel readers" "$(mibps "$((SIZE_MIB * PAR_N))" "$PAR_T")" "" "" ""
+    printf '%-28s %8s MiB %12s %10s %8s\n' "peak RSS (VmHWM)" "$PEAK_MIB" "limit+64" "" "$(verdict "$PEAK_MIB <= $MEMORY_MIB + 64")"
     echo
     echo "raw seconds per round: write mount=[${W_MOUNT_ALL# }] direct=[${W_DIRECT_ALL# }];"
     echo "                       read mount=[${R_MOUNT_ALL# }] direct=[${R_DIRECT_ALL# }]"

@@ -62,7 +62,11 @@ fn failed_initiate_is_sticky_and_keeps_the_old_object() {
         return;
     };
     let sdk = h.sdk().expect("the Python SDK is required");
-    let m = h.mount(MountOptions::default().opt("retries=3"));
+    let m = h.mount(
+        MountOptions::default()
+            .opt("retries=3")
+            .opt("dbglevel=debug"),
+    );
     let old = pattern(1, 3 * MIB);
     std::fs::write(m.path("f"), &old).unwrap();
     h.cos
@@ -75,7 +79,12 @@ fn failed_initiate_is_sticky_and_keeps_the_old_object() {
         "Initiate was not refused (faults: {})",
         faults_now(&h)
     );
-    let first_err = first_err.expect("a write past the first part must fail");
+    let first_err = first_err.unwrap_or_else(|| {
+        panic!(
+            "a write past the first part must fail (fsync {fsync:?}, close {closed:?})\n{}",
+            m.log_text()
+        )
+    });
     for (i, w) in writes.iter().enumerate().skip(first_err) {
         assert!(
             w.is_err(),

@@ -105,13 +105,16 @@ impl<C: ObjectClient> CosFs<C> {
         self.settle(of.ino, &mut st, r)
     }
 
-    /// Uploads the file's pending data if `h` changed the file since it last did (else only
-    /// the handle's sticky error, if any, is answered).
-    async fn flush_if_dirty(&self, h: &FileHandle) -> Result<(), FsError> {
+    /// Uploads the file's pending data if `h` changed the file since it last did, or if
+    /// `when_last` and `h` is the file's last handle (else only the handle's sticky error,
+    /// if any, is answered). Whether it is the last is decided under the state lock: a
+    /// handle opened meanwhile changes the state only after this flush.
+    async fn flush_handle(&self, h: &FileHandle, when_last: bool) -> Result<(), FsError> {
         Self::check_handle(h)?;
         let mut st = h.file.state.lock().await;
         Self::check_handle(h)?;
-        if !h.dirty.load(Ordering::Relaxed) {
+        let last = when_last && h.file.handles() <= 1;
+        if !h.dirty.load(Ordering::Relaxed) && !last {
             return Ok(());
         }
         let r = self.flush_locked(h.ino, &mut st).await;
@@ -127,7 +130,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// kernel's release of an old handle may come after a new open truncated the file).
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        self.flush_if_dirty(&h).await
+        self.flush_handle(&h, false).await
     }
 
     /// fsync(2): the file's data, whichever handle wrote it, is uploaded.
@@ -147,11 +150,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// release's result; flush already reported it.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        let r = match Self::check_handle(&h) {
-            Err(e) => Err(e),
-            Ok(()) if h.file.handles() <= 1 => self.flush_file(&h.file).await,
-            Ok(()) => self.flush_if_dirty(&h).await,
-        };
+        let r = self.flush_handle(&h, true).await;
         self.inner.files.lock().remove(&fh);
         let last = {
             let mut open = self.inner.open_files.lock();
