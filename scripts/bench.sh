@@ -37,7 +37,9 @@ DIRECT="$BIN/examples/direct_transfer"
 
 WORK="$(mktemp -d /var/tmp/cosmount-bench.XXXXXX)"
 MNT="$WORK/mnt"
-mkdir -p "$MNT" "$WORK/data" "$WORK/staging"
+mkdir -p "$MNT" "$WORK/data"
+# The staging directory must be private (cosmount refuses it otherwise).
+mkdir -m 700 "$WORK/staging"
 COSLOCAL_PID=""
 MOUNT_PID=""
 cleanup() {

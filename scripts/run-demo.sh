@@ -18,7 +18,8 @@ STATE="${COSMOUNT_DEMO_STATE:-/var/tmp/cosmount-demo}"
 BUCKET="${COSMOUNT_DEMO_BUCKET:-demo-1250000000}"
 PORT="${COSMOUNT_DEMO_PORT:-0}"
 mkdir -p "$STATE/data" "$STATE/staging"
-chmod 700 "$STATE"
+# The staging directory holds decrypted file contents: cosmount refuses one others can read.
+chmod 700 "$STATE" "$STATE/staging"
 umask 077
 
 need=()

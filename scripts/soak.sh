@@ -7,9 +7,12 @@
 #   2. through the kernel: a FUSE mount over coslocal failing 10 % of requests with every
 #      fault kind (503 SlowDown, 500, reset before acting, answer cut after acting),
 #      2 ms latency, seeded.
-# Prints one table per part (ops, faults injected, transient faults absorbed by retries,
-# errors surfaced, silent mismatches (must be 0), non-sticky errors (must be 0), file
-# writes that succeeded) and saves them to scripts/results/soak-<timestamp>.txt.
+# Prints one table per part and saves them to scripts/results/soak-<timestamp>.txt. Columns:
+# ops; faults injected (coslocal's / FaultyClient's counters); transient faults absorbed
+# (operations the client's retries saved, from the daemon's statistics line; one operation
+# may absorb several faults; in process there are no retries); errors surfaced to the
+# program; silent mismatches (must be 0); non-sticky errors (must be 0); file writes that
+# succeeded (a file opened for writing, written, and closed without any error).
 # Exits non-zero on any violation; the failing seeds are named (keep them as regressions
 # in tests/fs_model.rs / tests/mount_model.rs).
 #

@@ -25,6 +25,8 @@ pub const UNIT: u64 = 64 * 1024;
 /// How long a waiter sleeps on the semaphore before it asks the reclaimers again (memory
 /// held by the cache is only given back when someone asks).
 const RECLAIM_POLL: Duration = Duration::from_millis(20);
+/// Rounds of asking the reclaimers before a reservation waits.
+const MAX_RECLAIM_ROUNDS: usize = 64;
 
 /// Something that holds memory only for speed and can give it back.
 pub trait Reclaim: Send + Sync {
@@ -50,7 +52,8 @@ pub struct MemoryBudget {
     writers: Arc<Semaphore>,
     total_units: u32,
     writer_units: u32,
-    reclaimers: RwLock<Vec<Weak<dyn Reclaim>>>,
+    /// Who can give memory back, and whether it holds idle buffers (asked first).
+    reclaimers: RwLock<Vec<(Weak<dyn Reclaim>, bool)>>,
 }
 
 /// A share of the budget, returned when dropped.
@@ -94,9 +97,15 @@ impl MemoryBudget {
         })
     }
 
-    /// Registers something the budget may ask to give memory back.
-    pub fn register(&self, r: Weak<dyn Reclaim>) {
-        self.reclaimers.write().push(r);
+    /// Registers something the budget may ask to give memory back. Those registered
+    /// `first` (idle buffers: no loss at all) are asked before the others (the cache).
+    pub fn register(&self, r: Weak<dyn Reclaim>, first: bool) {
+        let mut rs = self.reclaimers.write();
+        if first {
+            rs.insert(0, (r, true));
+        } else {
+            rs.push((r, false));
+        }
     }
 
     /// The budget in bytes.
@@ -114,11 +123,24 @@ impl MemoryBudget {
     }
 
     /// Asks the reclaimers to give back about `bytes` for `share`; whether any did.
-    fn reclaim(&self, bytes: u64, share: Purpose) -> bool {
+    pub fn reclaim(&self, bytes: u64, share: Purpose) -> bool {
+        self.reclaim_from(bytes, share, true)
+    }
+
+    /// Like `reclaim`, but leaves idle buffers alone: evicting cached blocks often hands a
+    /// whole buffer back to a pool, and the caller may want exactly that buffer.
+    pub fn reclaim_cache_only(&self, bytes: u64, share: Purpose) -> bool {
+        self.reclaim_from(bytes, share, false)
+    }
+
+    fn reclaim_from(&self, bytes: u64, share: Purpose, idle_too: bool) -> bool {
         let live: Vec<Arc<dyn Reclaim>> = {
             let mut rs = self.reclaimers.write();
-            rs.retain(|w| w.strong_count() > 0);
-            rs.iter().filter_map(Weak::upgrade).collect()
+            rs.retain(|(w, _)| w.strong_count() > 0);
+            rs.iter()
+                .filter(|(_, idle)| idle_too || !idle)
+                .filter_map(|(w, _)| w.upgrade())
+                .collect()
         };
         let mut freed = 0;
         for r in live {
@@ -137,16 +159,19 @@ impl MemoryBudget {
         units: u32,
         share: Purpose,
     ) -> Option<OwnedSemaphorePermit> {
-        if let Ok(p) = sem.clone().try_acquire_many_owned(units) {
-            return Some(p);
-        }
-        let missing = u64::from(units).saturating_sub(sem.available_permits() as u64);
-        if self.reclaim(missing * UNIT, share) {
+        // What is reclaimed may come back only partly at once (a block shares its buffer
+        // with others of its run; an evicted buffer may go idle into a pool first, to be
+        // reclaimed in the next round): ask again while anything is given back.
+        for _ in 0..MAX_RECLAIM_ROUNDS {
             if let Ok(p) = sem.clone().try_acquire_many_owned(units) {
                 return Some(p);
             }
+            let missing = u64::from(units).saturating_sub(sem.available_permits() as u64);
+            if !self.reclaim(missing * UNIT, share) {
+                break;
+            }
         }
-        None
+        sem.clone().try_acquire_many_owned(units).ok()
     }
 
     /// `units` of `sem`, waiting and asking the reclaimers again every little while.
@@ -168,6 +193,28 @@ impl MemoryBudget {
                 return p;
             }
         }
+    }
+
+    /// `bytes` of the budget if they are free now, without asking anyone to give back.
+    pub fn try_reserve_free(&self, bytes: u64, purpose: Purpose) -> Option<Reservation> {
+        let writer = match purpose {
+            Purpose::Read => None,
+            Purpose::Write => Some(
+                self.writers
+                    .clone()
+                    .try_acquire_many_owned(self.units(bytes, self.writer_units))
+                    .ok()?,
+            ),
+        };
+        let all = self
+            .all
+            .clone()
+            .try_acquire_many_owned(self.units(bytes, self.total_units))
+            .ok()?;
+        Some(Reservation {
+            all: Some(all),
+            writer,
+        })
     }
 
     /// `bytes` of the budget now, after asking the reclaimers; `None` if it is not there.
@@ -275,7 +322,7 @@ mod tests {
             hoard.0.lock().push(r);
         }
         let weak: Weak<dyn Reclaim> = Arc::downgrade(&(hoard.clone() as Arc<dyn Reclaim>));
-        b.register(weak);
+        b.register(weak, false);
         let r = b.try_reserve(2 * UNIT, Purpose::Read).expect("reclaimed");
         assert_eq!(hoard.0.lock().len(), 2);
         assert_eq!(b.used(), 4 * UNIT);

@@ -17,6 +17,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+/// Rounds of evicting and looking again before a take waits for budget.
+const TAKE_ROUNDS: usize = 16;
+
 /// A pool of `size`-byte buffers.
 pub struct BufPool {
     size: usize,
@@ -49,7 +52,7 @@ impl BufPool {
             free: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&(pool.clone() as Arc<dyn Reclaim>));
-        budget.register(weak);
+        budget.register(weak, true);
         pool
     }
 
@@ -61,26 +64,40 @@ impl BufPool {
     /// An empty buffer able to hold `len` bytes, waiting for budget if needed: an idle
     /// pooled one if `len` is the pool's size, else a new allocation.
     pub async fn take(&self, len: usize) -> Buf {
-        if let Some(b) = self.take_idle(len) {
+        if let Some(b) = self.try_take(len) {
             return b;
         }
         let reservation = self.budget.reserve(len as u64, self.purpose).await;
-        Buf {
-            data: Vec::with_capacity(len),
-            reservation,
-        }
+        Self::fresh(len, reservation)
     }
 
     /// Like `take` without waiting: `None` if the budget cannot pay for it now.
     pub fn try_take(&self, len: usize) -> Option<Buf> {
+        for _ in 0..TAKE_ROUNDS {
+            if let Some(b) = self.take_idle(len) {
+                return Some(b);
+            }
+            if let Some(reservation) = self.budget.try_reserve_free(len as u64, self.purpose) {
+                return Some(Self::fresh(len, reservation));
+            }
+            // Evicting cached blocks often hands their whole buffer back to this very pool:
+            // reuse it (no fresh pages to fault in) rather than free it and allocate anew.
+            if !self.budget.reclaim_cache_only(len as u64, self.purpose) {
+                break;
+            }
+        }
         if let Some(b) = self.take_idle(len) {
             return Some(b);
         }
         let reservation = self.budget.try_reserve(len as u64, self.purpose)?;
-        Some(Buf {
+        Some(Self::fresh(len, reservation))
+    }
+
+    fn fresh(len: usize, reservation: Reservation) -> Buf {
+        Buf {
             data: Vec::with_capacity(len),
             reservation,
-        })
+        }
     }
 
     fn take_idle(&self, len: usize) -> Option<Buf> {

@@ -228,7 +228,7 @@ impl<C: ObjectClient> Reader<C> {
         let block_size = block_size.max(4096);
         let cache = Arc::new(BlockCache::new(budget.total()));
         let weak = Arc::downgrade(&(cache.clone() as Arc<dyn Reclaim>));
-        budget.register(weak);
+        budget.register(weak, false);
         // One handle's read-ahead never takes more than a quarter of the budget, and one
         // request never more than an eighth, so several readers always fit.
         let max_window = max_prefetch.min(budget.total() / 4);
@@ -537,8 +537,28 @@ impl<C: ObjectClient> Reader<C> {
         }
         let object_crc = resp.meta.crc64;
         let mut stream = resp.body;
+        // Each block's CRC-64 is computed as its bytes arrive (while they are in the CPU's
+        // cache), not in a second pass over the run.
+        let mut crcs = Vec::with_capacity((run.end - run.start) as usize);
+        let mut digest = crc64::Crc64::default();
+        let mut in_block = 0u64;
         while let Some(chunk) = stream.next().await {
-            buf.data.extend_from_slice(&chunk?);
+            let chunk = chunk?;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let n = ((bs - in_block) as usize).min(rest.len());
+                digest.update(&rest[..n]);
+                in_block += n as u64;
+                rest = &rest[n..];
+                if in_block == bs {
+                    crcs.push(std::mem::take(&mut digest).finish());
+                    in_block = 0;
+                }
+            }
+            buf.data.extend_from_slice(&chunk);
+        }
+        if in_block > 0 {
+            crcs.push(digest.finish());
         }
         if (buf.data.len() as u64) != want {
             return Err(fs_err(
@@ -551,14 +571,15 @@ impl<C: ObjectClient> Reader<C> {
             ));
         }
         let body = self.pool.freeze(buf);
-        Ok((0..run.end - run.start)
-            .map(|n| {
-                let lo = (n * bs) as usize;
+        Ok(crcs
+            .into_iter()
+            .enumerate()
+            .map(|(n, crc)| {
+                let lo = n * bs as usize;
                 let hi = (lo + bs as usize).min(body.len());
-                let data = body.slice(lo..hi);
                 Block {
-                    crc: crc64::crc64(&data),
-                    data,
+                    data: body.slice(lo..hi),
+                    crc,
                     object_crc,
                 }
             })

@@ -40,6 +40,8 @@ pub struct Verifier {
     ahead: BTreeMap<u64, (u64, u64)>,
     expected: Option<u64>,
     finished: bool,
+    /// Prepared for the usual block length (every block but maybe the last).
+    combiner: Option<crc64::Combiner>,
 }
 
 impl Verifier {
@@ -61,6 +63,18 @@ impl Verifier {
         }
     }
 
+    /// Appends the next block to the running CRC.
+    fn fold(&mut self, crc: u64, len: u64) {
+        if self.combiner.as_ref().map(|c| c.len()) != Some(len) && self.next == 0 {
+            self.combiner = Some(crc64::Combiner::new(len));
+        }
+        self.acc = match &self.combiner {
+            Some(c) if c.len() == len => c.combine(self.acc, crc),
+            _ => crc64::combine(self.acc, crc, len),
+        };
+        self.next += 1;
+    }
+
     /// Records that block `index` (`len` bytes, CRC-64 `crc`) was served.
     pub fn record(&mut self, index: u64, crc: u64, len: u64) -> Verdict {
         if self.finished || index < self.next || index >= self.blocks {
@@ -75,11 +89,9 @@ impl Verifier {
             }
             return Verdict::Pending;
         }
-        self.acc = crc64::combine(self.acc, crc, len);
-        self.next += 1;
+        self.fold(crc, len);
         while let Some((c, l)) = self.ahead.remove(&self.next) {
-            self.acc = crc64::combine(self.acc, c, l);
-            self.next += 1;
+            self.fold(c, l);
         }
         if self.next < self.blocks {
             return Verdict::Pending;
