@@ -1167,3 +1167,43 @@ async fn memory_is_returned_to_the_budget() {
     assert!(s.object("w").unwrap().data[..] == body[..]);
     assert!(fs.memory_used() <= 8 * MIB);
 }
+
+/// A flush from a process that did not write through the handle (a forked child closing
+/// its copy of the descriptor at exec) must not commit a file half-way; the writer's close
+/// does, and a truncation nobody wrote after is uploaded by the last release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_writers_close_commits() {
+    let (s, fs, _d) = setup();
+    s.insert("f", "old content", &[]);
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let fh = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
+    fs.write_as(fh, 0, b"half", Some(1)).await.unwrap();
+    let puts = s.count(CosOp::PutObject);
+    fs.flush_as(fh, Some(2)).await.unwrap();
+    assert_eq!(
+        s.count(CosOp::PutObject),
+        puts,
+        "a stranger's flush committed"
+    );
+    assert_eq!(&s.object("f").unwrap().data[..], b"old content");
+    fs.write_as(fh, 4, b" and whole", Some(1)).await.unwrap();
+    fs.flush_as(fh, Some(1)).await.unwrap();
+    assert_eq!(&s.object("f").unwrap().data[..], b"half and whole");
+    fs.release(fh).await.unwrap();
+
+    let fh = fs
+        .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
+    fs.flush_as(fh, Some(1)).await.unwrap();
+    assert_eq!(&s.object("f").unwrap().data[..], b"half and whole");
+    fs.release(fh).await.unwrap();
+    assert_eq!(
+        &s.object("f").unwrap().data[..],
+        b"",
+        "the last release uploads it"
+    );
+}

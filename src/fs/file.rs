@@ -34,7 +34,7 @@ impl<C: ObjectClient> CosFs<C> {
             ino,
             writable,
             served: std::sync::atomic::AtomicBool::new(false),
-            dirty: std::sync::atomic::AtomicBool::new(false),
+            dirty: Mutex::new(Default::default()),
             failed: Mutex::new(None),
             read: Mutex::new(ReadState::new(self.inner.config.parallel_count)),
             file,
@@ -86,9 +86,9 @@ impl<C: ObjectClient> CosFs<C> {
         if !matches!(&*st, WriteState::Stream(s) if s.pos == 0 && s.all_buffered()) {
             *st = WriteState::Stream(Stream::new());
         }
+        // Uploaded by the first close of a process that writes, or by fsync, or when the
+        // last handle is released (open carries no lock owner to credit it to).
         self.mark_local(ino, Some(0));
-        // Emptying the file is this handle's change: its close uploads it.
-        h.dirty.store(true, Ordering::Relaxed);
         Ok(fh)
     }
 
@@ -270,6 +270,17 @@ impl<C: ObjectClient> CosFs<C> {
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        self.write_as(fh, offset, data, None).await
+    }
+
+    /// `write` on behalf of a FUSE lock owner (the writing process's descriptor table).
+    pub async fn write_as(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<u32, FsError> {
         self.ro()?;
         let h = self.handle(fh)?;
         if !h.writable {
@@ -281,7 +292,7 @@ impl<C: ObjectClient> CosFs<C> {
         Self::check_handle(&h)?;
         let mut st = h.file.state.lock().await;
         Self::check_handle(&h)?;
-        h.dirty.store(true, Ordering::Relaxed);
+        h.dirty.lock().record(owner);
         let r = self.write_locked(h.ino, &mut st, offset, data).await;
         self.settle(h.ino, &mut st, r)
     }
@@ -299,13 +310,27 @@ impl<C: ObjectClient> CosFs<C> {
             if n.size == 0 && offset == 0 {
                 *st = WriteState::Stream(Stream::new());
             } else {
+                tracing::debug!(
+                    ino,
+                    offset,
+                    size = n.size,
+                    "write into existing content: staging"
+                );
                 self.to_staging(ino, st).await?;
             }
         }
         if let WriteState::Stream(s) = st {
             // Out of order: stage. Out of memory before any part went out: spill to a
             // staging file rather than wait for budget that idle files may never free.
-            if s.pos != offset || (s.all_buffered() && !s.try_grow(w, data.len())) {
+            if s.pos != offset {
+                tracing::debug!(ino, offset, pos = s.pos, "out-of-order write: staging");
+                self.to_staging(ino, st).await?;
+            } else if s.all_buffered() && !s.try_grow(w, data.len()) {
+                tracing::debug!(
+                    ino,
+                    used = w.budget.used(),
+                    "memory budget short: spilling to staging"
+                );
                 self.to_staging(ino, st).await?;
             }
         }

@@ -8,7 +8,6 @@ use super::write::Stream;
 use super::{attr, not_found, CosFs, FileHandle, FsError};
 use crate::cos::{CopySource, MetadataDirective, ObjectClient, PutOptions};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,28 +108,49 @@ impl<C: ObjectClient> CosFs<C> {
     /// `when_last` and `h` is the file's last handle (else only the handle's sticky error,
     /// if any, is answered). Whether it is the last is decided under the state lock: a
     /// handle opened meanwhile changes the state only after this flush.
-    async fn flush_handle(&self, h: &FileHandle, when_last: bool) -> Result<(), FsError> {
+    async fn flush_handle(
+        &self,
+        h: &FileHandle,
+        owner: Option<u64>,
+        when_last: bool,
+    ) -> Result<(), FsError> {
         Self::check_handle(h)?;
         let mut st = h.file.state.lock().await;
         Self::check_handle(h)?;
         let last = when_last && h.file.handles() <= 1;
-        if !h.dirty.load(Ordering::Relaxed) && !last {
+        let changed = {
+            let d = h.dirty.lock();
+            // A release ends the handle for everyone who shares it.
+            if when_last {
+                !d.is_empty()
+            } else {
+                d.by(owner)
+            }
+        };
+        if !changed && !last {
             return Ok(());
         }
         let r = self.flush_locked(h.ino, &mut st).await;
         if r.is_ok() {
-            h.dirty.store(false, Ordering::Relaxed);
+            h.dirty.lock().clear();
         }
         self.settle(h.ino, &mut st, r)
     }
 
-    /// close(2) of one descriptor: uploads what the file has pending if this descriptor
-    /// changed it, and returns the result; a failed file's error is repeated. Closing a
-    /// descriptor that did not write commits nothing of what other descriptors write (the
-    /// kernel's release of an old handle may come after a new open truncated the file).
+    /// close(2) of one descriptor: uploads what the file has pending if the closing
+    /// process changed it through this descriptor (see `open_file::Changes`), and returns
+    /// the result; a failed file's error is repeated. Closing a descriptor that did not
+    /// write commits nothing of what others write (the kernel's release of an old handle
+    /// may come after a new open truncated the file; a forked child closes copies of its
+    /// parent's descriptors).
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+        self.flush_as(fh, None).await
+    }
+
+    /// `flush` on behalf of a FUSE lock owner (the closing process's descriptor table).
+    pub async fn flush_as(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        self.flush_handle(&h, false).await
+        self.flush_handle(&h, owner, false).await
     }
 
     /// fsync(2): the file's data, whichever handle wrote it, is uploaded.
@@ -139,7 +159,7 @@ impl<C: ObjectClient> CosFs<C> {
         Self::check_handle(&h)?;
         let r = self.flush_file(&h.file).await;
         if r.is_ok() {
-            h.dirty.store(false, Ordering::Relaxed);
+            h.dirty.lock().clear();
         }
         r
     }
@@ -150,7 +170,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// release's result; flush already reported it.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handle(fh)?;
-        let r = self.flush_handle(&h, true).await;
+        let r = self.flush_handle(&h, None, true).await;
         self.inner.files.lock().remove(&fh);
         let last = {
             let mut open = self.inner.open_files.lock();

@@ -179,9 +179,9 @@ struct FileHandle {
     writable: bool,
     /// Some data was returned from the bucket through this handle.
     served: std::sync::atomic::AtomicBool,
-    /// This handle changed the file (write, ftruncate) since it last uploaded it: its
-    /// close uploads. A handle that did not is no reason to commit what others write.
-    dirty: std::sync::atomic::AtomicBool,
+    /// Who changed the file through this handle since it last uploaded it: their close
+    /// uploads. A close by anyone else is no reason to commit what others write.
+    dirty: Mutex<open_file::Changes>,
     /// The error that failed the file while this handle was open: every later call
     /// through the handle returns it (see `open_file`).
     failed: Mutex<Option<FsError>>,

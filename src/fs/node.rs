@@ -72,8 +72,9 @@ impl<C: ObjectClient> CosFs<C> {
         if !matches!(&*st, WriteState::Stream(s) if s.pos == 0) {
             *st = WriteState::Stream(Stream::new());
         }
-        // A created file exists in the bucket once this handle is closed.
-        h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(st);
+        // The new file reaches the bucket with the first close of a process that wrote to
+        // it, with fsync, or when its last handle is released.
         Ok((entry, fh))
     }
 

@@ -54,6 +54,46 @@ pub enum WriteState {
     Staged(Staging),
 }
 
+/// Who changed a file through one handle since the handle last uploaded it, by the FUSE
+/// lock owner of the calls (one per process's descriptor table).
+///
+/// close(2) of a descriptor uploads only what *that process* wrote through it: the kernel
+/// also sends a flush whenever any process sharing the descriptor closes its copy, and
+/// every fork + exec of a multithreaded program closes copies of all its descriptors. A
+/// file being written must not be committed half-way because some other thread spawned a
+/// program. Changes made without an owner (buffered writes, ftruncate) count for anyone.
+#[derive(Debug, Default)]
+pub struct Changes {
+    any: bool,
+    owners: Vec<u64>,
+}
+
+/// Distinct owners remembered per handle; more count for anyone.
+const MAX_OWNERS: usize = 16;
+
+impl Changes {
+    pub fn record(&mut self, owner: Option<u64>) {
+        match owner {
+            Some(o) if self.owners.contains(&o) => {}
+            Some(o) if self.owners.len() < MAX_OWNERS => self.owners.push(o),
+            _ => self.any = true,
+        }
+    }
+
+    /// Whether a close by `owner` should upload.
+    pub fn by(&self, owner: Option<u64>) -> bool {
+        self.any || owner.is_some_and(|o| self.owners.contains(&o))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.owners.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        *self = Changes::default();
+    }
+}
+
 /// One inode's shared state while it has open handles.
 pub struct OpenFile {
     pub ino: u64,

@@ -111,11 +111,11 @@ impl<C: ObjectClient> CosFs<C> {
             // The truncation is uploaded by the close of the handle that made it, or (made
             // through the path) by the close of any handle open for writing.
             match &by {
-                Some(h) => h.dirty.store(true, std::sync::atomic::Ordering::Relaxed),
+                Some(h) => h.dirty.lock().record(None),
                 None => {
                     for h in self.inner.files.lock().values() {
                         if h.ino == ino && h.writable {
-                            h.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+                            h.dirty.lock().record(None);
                         }
                     }
                 }

@@ -460,10 +460,11 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.call("write", self.fs.write(fh.0, offset, data)) {
+        let owner = lock_owner.map(|o| o.0);
+        match self.call("write", self.fs.write_as(fh.0, offset, data, owner)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -474,10 +475,10 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.call("flush", self.fs.flush(fh.0)) {
+        match self.call("flush", self.fs.flush_as(fh.0, Some(lock_owner.0))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
