@@ -1198,12 +1198,30 @@ async fn only_the_writers_close_commits() {
         .open(e.attr.ino, libc::O_WRONLY | libc::O_TRUNC)
         .await
         .unwrap();
-    fs.flush_as(fh, Some(1)).await.unwrap();
-    assert_eq!(&s.object("f").unwrap().data[..], b"half and whole");
-    fs.release(fh).await.unwrap();
+    fs.flush_as(fh, Some(3)).await.unwrap();
     assert_eq!(
         &s.object("f").unwrap().data[..],
         b"",
-        "the last release uploads it"
+        "`: > f`: the truncation is in the bucket when close returns"
     );
+    fs.release(fh).await.unwrap();
+
+    // A new file is owed by any close until someone writes; then only by the writer.
+    let (_, fh) = fs
+        .create(ROOT_INO, "g", 0o644, 0o022, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write_as(fh, 0, b"part", Some(1)).await.unwrap();
+    fs.flush_as(fh, Some(2)).await.unwrap();
+    assert!(s.object("g").is_none(), "a stranger's close committed g");
+    fs.flush_as(fh, Some(1)).await.unwrap();
+    assert_eq!(&s.object("g").unwrap().data[..], b"part");
+    fs.release(fh).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "touched", 0o644, 0o022, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.flush_as(fh, Some(9)).await.unwrap();
+    assert!(s.object("touched").is_some(), "touch: close creates it");
+    fs.release(fh).await.unwrap();
 }

@@ -86,9 +86,9 @@ impl<C: ObjectClient> CosFs<C> {
         if !matches!(&*st, WriteState::Stream(s) if s.pos == 0 && s.all_buffered()) {
             *st = WriteState::Stream(Stream::new());
         }
-        // Uploaded by the first close of a process that writes, or by fsync, or when the
-        // last handle is released (open carries no lock owner to credit it to).
         self.mark_local(ino, Some(0));
+        // Emptying the file is this handle's change: its close uploads it (see `Changes`).
+        h.dirty.lock().opened_new();
         Ok(fh)
     }
 

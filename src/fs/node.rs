@@ -73,8 +73,8 @@ impl<C: ObjectClient> CosFs<C> {
             *st = WriteState::Stream(Stream::new());
         }
         drop(st);
-        // The new file reaches the bucket with the first close of a process that wrote to
-        // it, with fsync, or when its last handle is released.
+        // The new file is in the bucket when this descriptor is closed (see `Changes`).
+        h.dirty.lock().opened_new();
         Ok((entry, fh))
     }
 

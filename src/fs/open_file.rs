@@ -62,9 +62,16 @@ pub enum WriteState {
 /// every fork + exec of a multithreaded program closes copies of all its descriptors. A
 /// file being written must not be committed half-way because some other thread spawned a
 /// program. Changes made without an owner (buffered writes, ftruncate) count for anyone.
+///
+/// Creating a file or opening it with O_TRUNC carries no owner either (FUSE's open has
+/// none), yet `touch f` or `: > f` must be in the bucket when close returns, with the
+/// close's result, and before the program's next step (a chmod, rename or unlink) runs
+/// against it. So that change counts for any close until a process writes through the
+/// handle: the writer then owns the whole new content, and only its close commits it.
 #[derive(Debug, Default)]
 pub struct Changes {
     any: bool,
+    opened_new: bool,
     owners: Vec<u64>,
 }
 
@@ -72,25 +79,63 @@ pub struct Changes {
 const MAX_OWNERS: usize = 16;
 
 impl Changes {
+    /// The handle created the file or emptied it on open.
+    pub fn opened_new(&mut self) {
+        self.opened_new = true;
+    }
+
     pub fn record(&mut self, owner: Option<u64>) {
         match owner {
             Some(o) if self.owners.contains(&o) => {}
-            Some(o) if self.owners.len() < MAX_OWNERS => self.owners.push(o),
+            Some(o) if self.owners.len() < MAX_OWNERS => {
+                self.opened_new = false;
+                self.owners.push(o);
+            }
             _ => self.any = true,
         }
     }
 
     /// Whether a close by `owner` should upload.
     pub fn by(&self, owner: Option<u64>) -> bool {
-        self.any || owner.is_some_and(|o| self.owners.contains(&o))
+        self.any || self.opened_new || owner.is_some_and(|o| self.owners.contains(&o))
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.any && self.owners.is_empty()
+        !self.any && !self.opened_new && self.owners.is_empty()
     }
 
     pub fn clear(&mut self) {
         *self = Changes::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Changes;
+
+    #[test]
+    fn a_writers_close_commits_and_a_strangers_does_not() {
+        let mut c = Changes::default();
+        assert!(c.is_empty() && !c.by(Some(1)) && !c.by(None));
+        c.record(Some(1));
+        assert!(c.by(Some(1)));
+        assert!(!c.by(Some(2)), "a forked child's close must not commit");
+        assert!(!c.by(None));
+        c.record(None);
+        assert!(c.by(Some(2)), "an ownerless change counts for anyone");
+    }
+
+    #[test]
+    fn a_new_file_is_owed_by_any_close_until_someone_writes() {
+        let mut c = Changes::default();
+        c.opened_new();
+        assert!(!c.is_empty());
+        assert!(c.by(Some(7)) && c.by(None), "touch: the close uploads it");
+        c.record(Some(1));
+        assert!(c.by(Some(1)));
+        assert!(!c.by(Some(7)), "the writer owns the new content now");
+        c.clear();
+        assert!(c.is_empty());
     }
 }
 

@@ -451,10 +451,9 @@ impl<'a, D: Driver> Run<'a, D> {
             Some(o) => {
                 o.handles.push((fh, how));
                 if how.truncates() {
-                    // Pending, but no descriptor's close owes it: fsync, a writer's close
-                    // or the last release uploads it.
                     o.view.clear();
                     o.pending = true;
+                    o.dirty.insert(fh);
                 }
             }
             None => {
@@ -464,7 +463,10 @@ impl<'a, D: Driver> Run<'a, D> {
                 } else {
                     base[0].clone().unwrap_or_default()
                 };
-                let dirty = std::collections::BTreeSet::new();
+                let mut dirty = std::collections::BTreeSet::new();
+                if how.truncates() {
+                    dirty.insert(fh);
+                }
                 self.open.insert(
                     p.to_string(),
                     Epoch {
