@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SIZE="${1:-1024}"
 PAR="${2:-8}"
 RANGE="${3:-8}"
-cargo build --release --example coslocal_throughput >/dev/null
+cargo build --release -p coslocal --example coslocal_throughput >/dev/null
 BIN=target/release/examples/coslocal_throughput
 echo "## coslocal throughput ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ))"
 "$BIN" --size-mib "$SIZE" --parallel "$PAR" --range-mib "$RANGE" --rounds 3

@@ -6,6 +6,7 @@
 
 mod common;
 
+use ::coslocal::{FaultConfig, FaultKind};
 use bytes::Bytes;
 use common::coslocal::*;
 use cosmount::cos::crc64::crc64;
@@ -14,7 +15,6 @@ use cosmount::cos::sse::{CustomerKey, ReadKey, SsePolicy};
 use cosmount::cos::{
     CopySource, CosErrorKind, Encryption, MetadataDirective, ObjectClient, PutOptions,
 };
-use cosmount::server::{FaultConfig, FaultKind};
 use std::collections::BTreeMap;
 
 const MIB: usize = 1024 * 1024;

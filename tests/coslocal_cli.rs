@@ -7,8 +7,16 @@ use coslocal_support::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_coslocal")
+/// The coslocal binary: built beside cosmount's (another package of the workspace; plain
+/// `cargo test` or `cargo build` at the root builds both).
+fn bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_cosmount")).with_file_name("coslocal");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build -p coslocal` (or plain `cargo build`)",
+        p.display()
+    );
+    p
 }
 
 #[test]

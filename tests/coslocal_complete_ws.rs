@@ -50,7 +50,7 @@ async fn tls_from_pem_files() {
     std::fs::write(&cert_pem, cert.cert.pem()).expect("write");
     std::fs::write(&key_pem, cert.key_pair.serialize_pem()).expect("write");
     let s = start_with(|c| {
-        c.tls = cosmount::server::TlsMode::Files {
+        c.tls = coslocal::TlsMode::Files {
             cert: cert_pem.clone(),
             key: key_pem.clone(),
         }
@@ -69,12 +69,12 @@ async fn tls_from_pem_files() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(
         dir2.path(),
-        cosmount::server::TlsMode::Files {
+        coslocal::TlsMode::Files {
             cert: cert_pem,
             key: key_pem,
         },
     );
     cfg.request_log = None;
-    let err = cosmount::server::spawn(cfg).await.err().expect("refused");
+    let err = coslocal::spawn(cfg).await.err().expect("refused");
     assert!(err.to_string().contains("key"), "{err}");
 }

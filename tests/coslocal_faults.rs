@@ -4,8 +4,8 @@
 //! omission).
 
 mod coslocal_support;
+use ::coslocal::{FaultConfig, FaultKind};
 use coslocal_support::*;
-use cosmount::server::{FaultConfig, FaultKind};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -336,11 +336,7 @@ async fn seeded_mixed_faults_repeat_for_the_same_request_order() {
     );
 }
 
-fn crc64(data: &[u8]) -> u64 {
-    let mut d = crc64fast::Digest::new();
-    d.write(data);
-    d.sum64()
-}
+use cosmount::cos::crc64::crc64;
 
 /// The positions and xor masks where `a` and `b` differ.
 fn diff(a: &[u8], b: &[u8]) -> Vec<(usize, u8)> {

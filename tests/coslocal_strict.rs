@@ -2,9 +2,9 @@
 //! at rest, Content-MD5, and the request log's SSE fields.
 
 mod coslocal_support;
+use ::coslocal::TlsMode;
 use coslocal_support::*;
 use cosmount::cos::sign::KeyTime;
-use cosmount::server::TlsMode;
 
 fn now() -> u64 {
     std::time::SystemTime::now()

@@ -9,6 +9,7 @@
 //! something else than the first is refused, naming both.
 
 use super::error::CliError;
+use cos_wire::STORAGE_CLASSES;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -538,17 +539,6 @@ fn parse_umask(v: &str) -> Result<u32, CliError> {
         ))),
     }
 }
-
-const STORAGE_CLASSES: &[&str] = &[
-    "STANDARD",
-    "STANDARD_IA",
-    "ARCHIVE",
-    "DEEP_ARCHIVE",
-    "INTELLIGENT_TIERING",
-    "MAZ_STANDARD",
-    "MAZ_STANDARD_IA",
-    "MAZ_INTELLIGENT_TIERING",
-];
 
 /// Case-insensitive (cosfs documents lowercase names); sent upper-case as COS spells them.
 fn parse_storage_class(v: &str) -> Result<String, CliError> {

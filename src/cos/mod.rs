@@ -7,18 +7,18 @@
 //! an in-memory one for tests of the layers above.
 
 pub mod config;
-pub mod crc64;
 pub mod error;
 pub mod faulty;
 pub mod http;
 pub mod mem;
-pub mod op;
 pub mod request;
 mod response;
 pub mod retry;
-pub mod sign;
 pub mod sse;
 pub mod xml;
+
+// Wire facts shared with coslocal: the operation list, signing, CRC-64.
+pub use cos_wire::{crc64, op, sign};
 
 use bytes::Bytes;
 use std::collections::BTreeMap;

@@ -15,17 +15,8 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use zeroize::Zeroizing;
 
-/// Header names, in the case the SDKs send them.
-pub const H_SSE: &str = "x-cos-server-side-encryption";
-pub const H_SSE_KMS_KEY_ID: &str = "x-cos-server-side-encryption-cos-kms-key-id";
-pub const H_SSE_CONTEXT: &str = "x-cos-server-side-encryption-context";
-pub const H_SSEC_ALGORITHM: &str = "x-cos-server-side-encryption-customer-algorithm";
-pub const H_SSEC_KEY: &str = "x-cos-server-side-encryption-customer-key";
-pub const H_SSEC_KEY_MD5: &str = "x-cos-server-side-encryption-customer-key-MD5";
-pub const H_SRC_SSEC_ALGORITHM: &str =
-    "x-cos-copy-source-server-side-encryption-customer-algorithm";
-pub const H_SRC_SSEC_KEY: &str = "x-cos-copy-source-server-side-encryption-customer-key";
-pub const H_SRC_SSEC_KEY_MD5: &str = "x-cos-copy-source-server-side-encryption-customer-key-MD5";
+// Header names, in the case the SDKs send them (one list, shared with coslocal).
+pub use cos_wire::sse_headers::*;
 
 /// Why an SSE configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,13 +77,6 @@ impl CustomerKey {
             line: 1,
             len: text.len(),
         })
-    }
-
-    /// Builds a key from header values (base64 key and base64 MD5) as a server receives
-    /// them; `None` when they are not a valid pair.
-    pub fn from_headers(key_b64: &str, md5_b64: &str) -> Option<CustomerKey> {
-        let k = CustomerKey::parse(key_b64.as_bytes()).ok()?;
-        (k.md5_b64 == md5_b64).then_some(k)
     }
 
     /// The 32 raw key bytes.

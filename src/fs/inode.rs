@@ -11,7 +11,7 @@
 
 use super::attr::{Attr, FileKind, MetaAttrs};
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The root inode number (FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;
@@ -446,11 +446,6 @@ impl InodeTable {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
-
-/// Seconds since the epoch for "now", as used for new metadata.
-pub fn now_mtime() -> SystemTime {
-    SystemTime::now()
 }
 
 #[cfg(test)]

@@ -364,11 +364,6 @@ impl<C: ObjectClient> CosFs<C> {
         &self.inner.config
     }
 
-    /// Bytes held by the block cache.
-    pub fn cached_bytes(&self) -> u64 {
-        self.inner.reader.cache().bytes()
-    }
-
     fn ro(&self) -> Result<(), FsError> {
         if self.inner.config.read_only {
             return Err(fs_err(FsErrorKind::ReadOnly, "read-only mount"));
@@ -425,10 +420,5 @@ impl<C: ObjectClient> CosFs<C> {
             FsErrorKind::Unsupported,
             "extended attributes are not supported",
         )
-    }
-
-    /// The number of inodes in the table (tests).
-    pub fn inode_count(&self) -> usize {
-        self.inner.table.lock().len()
     }
 }

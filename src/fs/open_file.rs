@@ -109,36 +109,6 @@ impl Changes {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Changes;
-
-    #[test]
-    fn a_writers_close_commits_and_a_strangers_does_not() {
-        let mut c = Changes::default();
-        assert!(c.is_empty() && !c.by(Some(1)) && !c.by(None));
-        c.record(Some(1));
-        assert!(c.by(Some(1)));
-        assert!(!c.by(Some(2)), "a forked child's close must not commit");
-        assert!(!c.by(None));
-        c.record(None);
-        assert!(c.by(Some(2)), "an ownerless change counts for anyone");
-    }
-
-    #[test]
-    fn a_new_file_is_owed_by_any_close_until_someone_writes() {
-        let mut c = Changes::default();
-        c.opened_new();
-        assert!(!c.is_empty());
-        assert!(c.by(Some(7)) && c.by(None), "touch: the close uploads it");
-        c.record(Some(1));
-        assert!(c.by(Some(1)));
-        assert!(!c.by(Some(7)), "the writer owns the new content now");
-        c.clear();
-        assert!(c.is_empty());
-    }
-}
-
 /// One inode's shared state while it has open handles.
 pub struct OpenFile {
     pub ino: u64,
@@ -172,5 +142,35 @@ impl OpenFile {
 
     pub fn handles(&self) -> usize {
         self.handles.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Changes;
+
+    #[test]
+    fn a_writers_close_commits_and_a_strangers_does_not() {
+        let mut c = Changes::default();
+        assert!(c.is_empty() && !c.by(Some(1)) && !c.by(None));
+        c.record(Some(1));
+        assert!(c.by(Some(1)));
+        assert!(!c.by(Some(2)), "a forked child's close must not commit");
+        assert!(!c.by(None));
+        c.record(None);
+        assert!(c.by(Some(2)), "an ownerless change counts for anyone");
+    }
+
+    #[test]
+    fn a_new_file_is_owed_by_any_close_until_someone_writes() {
+        let mut c = Changes::default();
+        c.opened_new();
+        assert!(!c.is_empty());
+        assert!(c.by(Some(7)) && c.by(None), "touch: the close uploads it");
+        c.record(Some(1));
+        assert!(c.by(Some(1)));
+        assert!(!c.by(Some(7)), "the writer owns the new content now");
+        c.clear();
+        assert!(c.is_empty());
     }
 }

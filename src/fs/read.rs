@@ -209,11 +209,6 @@ impl ReadState {
             corrupt: None,
         }
     }
-
-    /// Current window in blocks (for tests).
-    pub fn window(&self) -> u64 {
-        self.window
-    }
 }
 
 impl<C: ObjectClient> Reader<C> {

@@ -7,10 +7,12 @@
 
 #![allow(dead_code)]
 
+use ::coslocal::{
+    self as server, FaultConfig, ServerConfig, ServerCredential, ServerHandle, TlsMode,
+};
 use cosmount::cos::config::{CosClientConfig, Credentials, Endpoint, RetryConfig};
 use cosmount::cos::http::CosHttpClient;
 use cosmount::cos::sse::{CustomerKey, SseMode, SsePolicy};
-use cosmount::server::{self, FaultConfig, ServerConfig, ServerCredential, ServerHandle, TlsMode};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,8 +2,10 @@
 //! self-signed CA, and send requests signed with the crate's signer.
 #![allow(dead_code)]
 
+use ::coslocal::{
+    self as server, FaultConfig, ServerConfig, ServerCredential, ServerHandle, TlsMode,
+};
 use cosmount::cos::sign::{authorization, cos_encode, sign, KeyTime, SignInput};
-use cosmount::server::{self, FaultConfig, ServerConfig, ServerCredential, ServerHandle, TlsMode};
 use std::path::PathBuf;
 
 pub const BUCKET: &str = "testbkt-1250000000";

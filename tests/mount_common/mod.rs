@@ -15,7 +15,7 @@ pub mod mount;
 pub mod reqlog;
 pub mod sdk;
 
-pub use coslocal::{Coslocal, CoslocalOptions};
+pub use self::coslocal::{Coslocal, CoslocalOptions};
 pub use mount::{Mount, MountOptions, Sse};
 pub use reqlog::LogEntry;
 

@@ -22,13 +22,13 @@
 
 use super::crypto::{KeyFingerprint, Segment};
 use super::error::ApiError;
-use crate::cos::sse::{
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use cos_wire::sse_headers::{
     H_SRC_SSEC_ALGORITHM, H_SRC_SSEC_KEY, H_SRC_SSEC_KEY_MD5, H_SSE, H_SSEC_ALGORITHM, H_SSEC_KEY,
     H_SSEC_KEY_MD5, H_SSE_CONTEXT, H_SSE_KMS_KEY_ID,
 };
-use crate::cos::CosOp;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use cos_wire::CosOp;
 use hyper::HeaderMap;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -336,9 +336,9 @@ pub fn etag_for(rec: &SseRecord, md5: &[u8]) -> String {
         let mut h = Md5::new();
         h.update(md5);
         h.update(salt);
-        crate::cos::sign::hex(&h.finalize())
+        cos_wire::sign::hex(&h.finalize())
     } else {
-        crate::cos::sign::hex(md5)
+        cos_wire::sign::hex(md5)
     }
 }
 
@@ -480,10 +480,7 @@ mod tests {
     #[test]
     fn etags_hide_md5_only_for_kms_and_customer() {
         let md5 = [0xeeu8; 16];
-        assert_eq!(
-            etag_for(&SseRecord::None, &md5),
-            crate::cos::sign::hex(&md5)
-        );
+        assert_eq!(etag_for(&SseRecord::None, &md5), cos_wire::sign::hex(&md5));
         assert_eq!(
             etag_for(
                 &SseRecord::Cos {
@@ -491,13 +488,13 @@ mod tests {
                 },
                 &md5
             ),
-            crate::cos::sign::hex(&md5)
+            cos_wire::sign::hex(&md5)
         );
         let kms = SseRecord::Kms {
             key_id: "k".into(),
             context: None,
         };
-        assert_ne!(etag_for(&kms, &md5), crate::cos::sign::hex(&md5));
+        assert_ne!(etag_for(&kms, &md5), cos_wire::sign::hex(&md5));
         assert_eq!(etag_for(&kms, &md5).len(), 32);
     }
 }

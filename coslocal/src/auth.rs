@@ -3,12 +3,12 @@
 //!
 //! The signature is recomputed from exactly the headers named in `q-header-list` (looked
 //! up case-insensitively) and the query parameters named in `q-url-param-list`, over the
-//! decoded request path, with `crate::cos::sign`. Presigned URLs (the `q-*` fields in the
+//! decoded request path, with `cos_wire::sign`. Presigned URLs (the `q-*` fields in the
 //! query string) are accepted too.
 
 use super::error::ApiError;
 use super::ServerCredential;
-use crate::cos::sign::{cos_encode, parse_authorization, sign_key, sign_with_key, SignInput};
+use cos_wire::sign::{cos_encode, parse_authorization, sign_key, sign_with_key, SignInput};
 use hyper::HeaderMap;
 use std::collections::HashMap;
 
@@ -227,7 +227,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cos::sign::{authorization, sign, KeyTime};
+    use cos_wire::sign::{authorization, sign, KeyTime};
     use hyper::header::HeaderValue;
 
     const ID: &str = "AKIDtest";

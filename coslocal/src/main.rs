@@ -1,11 +1,11 @@
-//! `coslocal`: runs the strict COS-compatible server (`cosmount::server`) for one bucket.
+//! `coslocal`: runs the strict COS-compatible server (the `coslocal` library) for one bucket.
 //!
 //! Secrets never come from argv: credentials are read from `--credentials-file`
 //! (`SecretId:SecretKey[:Token]` lines, `#` comments) or from the environment
 //! (`COSLOCAL_SECRET_ID`, `COSLOCAL_SECRET_KEY`, optional `COSLOCAL_TOKEN`).
 
 use clap::Parser;
-use cosmount::server::{self, FaultConfig, FaultKind, ServerConfig, ServerCredential, TlsMode};
+use coslocal::{self as server, FaultConfig, FaultKind, ServerConfig, ServerCredential, TlsMode};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -213,7 +213,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let ops_known: Vec<&str> = cosmount::cos::CosOp::ALL.iter().map(|o| o.name()).collect();
+    let ops_known: Vec<&str> = cos_wire::CosOp::ALL.iter().map(|o| o.name()).collect();
     for op in &args.fault_ops {
         if !ops_known.contains(&op.as_str()) {
             eprintln!(

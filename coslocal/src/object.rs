@@ -13,10 +13,10 @@ use super::sse::{self, SseRecord};
 use super::store::{now_ms, BlobWriter, ObjectRecord};
 use super::xml::{self, elem};
 use super::State;
-use crate::cos::sign::cos_encode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::Bytes;
+use cos_wire::sign::cos_encode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -41,16 +41,6 @@ const STORED_HEADERS: [&str; 5] = [
     "content-encoding",
     "content-language",
     "expires",
-];
-const STORAGE_CLASSES: [&str; 8] = [
-    "STANDARD",
-    "STANDARD_IA",
-    "ARCHIVE",
-    "DEEP_ARCHIVE",
-    "INTELLIGENT_TIERING",
-    "MAZ_STANDARD",
-    "MAZ_STANDARD_IA",
-    "MAZ_INTELLIGENT_TIERING",
 ];
 
 /// Runs blocking work on the blocking pool.
@@ -135,7 +125,7 @@ pub fn parse_write_meta(h: &HeaderMap) -> Result<WriteMeta, ApiError> {
             m.content_type = Some(text(n, value)?);
         } else if n == "x-cos-storage-class" {
             let v = text(n, value)?.to_ascii_uppercase();
-            if !STORAGE_CLASSES.contains(&v.as_str()) {
+            if !cos_wire::STORAGE_CLASSES.contains(&v.as_str()) {
                 return Err(ApiError::invalid_argument(format!(
                     "unknown storage class {v:?}"
                 )));
@@ -456,7 +446,7 @@ pub async fn get_object(state: &Arc<State>, req: Req) -> HandlerResult {
         return ok(b, body::empty());
     }
     let range = match req.header("range") {
-        Some(r) if req.op == crate::cos::CosOp::GetObject => {
+        Some(r) if req.op == cos_wire::CosOp::GetObject => {
             let spec = range::parse_range(r).map_err(ApiError::invalid_argument)?;
             Some(range::resolve(spec, rec.size).ok_or_else(|| {
                 ApiError::new(
@@ -492,7 +482,7 @@ pub async fn get_object(state: &Arc<State>, req: Req) -> HandlerResult {
         None => (0, rec.size, StatusCode::OK),
     };
     b = b.status(status).header(CONTENT_LENGTH, len.to_string());
-    if req.op == crate::cos::CosOp::HeadObject {
+    if req.op == cos_wire::CosOp::HeadObject {
         return ok(b, body::empty());
     }
     let key = decrypt_key.map(|k| (k, segments_of(&rec.sse)));

@@ -3,7 +3,7 @@
 //! query, and which COS operation the request is.
 
 use super::error::ApiError;
-use crate::cos::CosOp;
+use cos_wire::CosOp;
 use hyper::{HeaderMap, Method};
 
 /// Decodes `%XX` escapes once; with `plus_space`, `+` becomes a space (query strings

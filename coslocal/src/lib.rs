@@ -18,7 +18,6 @@
 pub mod auth;
 pub mod body;
 pub mod control;
-pub mod crc;
 pub mod crypto;
 pub mod error;
 pub mod faults;

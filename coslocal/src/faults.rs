@@ -9,7 +9,7 @@
 //! order the requests are decided, which atomics alone would not give.
 
 use super::{FaultConfig, FaultKind};
-use crate::cos::CosOp;
+use cos_wire::CosOp;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

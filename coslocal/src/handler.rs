@@ -6,7 +6,7 @@
 use super::body::{self, RespBody};
 use super::error::ApiError;
 use super::{auth, route, sse, FaultKind, State};
-use crate::cos::CosOp;
+use cos_wire::CosOp;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, Response};
@@ -326,8 +326,8 @@ fn log(state: &State, c: &LogCtx<'_>, status: u16, error_code: Option<&str>, byt
         "bytes_in": c.bytes_in,
         "bytes_out": bytes_out,
         "sse": {
-            "server_side_encryption": h(crate::cos::sse::H_SSE),
-            "kms_key_id": h(crate::cos::sse::H_SSE_KMS_KEY_ID),
+            "server_side_encryption": h(cos_wire::sse_headers::H_SSE),
+            "kms_key_id": h(cos_wire::sse_headers::H_SSE_KMS_KEY_ID),
             "customer_key_md5": h("x-cos-server-side-encryption-customer-key-md5"),
             "copy_source_customer_key_md5": h("x-cos-copy-source-server-side-encryption-customer-key-md5"),
         },

@@ -118,7 +118,7 @@ pub struct Store {
 pub fn random_name() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
-    crate::cos::sign::hex(&b)
+    cos_wire::sign::hex(&b)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -129,7 +129,7 @@ pub fn now_ms() -> i64 {
 fn key_file_name(key: &str) -> String {
     format!(
         "{}.json",
-        crate::cos::sign::hex(&Sha256::digest(key.as_bytes()))
+        cos_wire::sign::hex(&Sha256::digest(key.as_bytes()))
     )
 }
 
@@ -486,7 +486,7 @@ pub struct BlobWriter {
     path: PathBuf,
     name: String,
     md5: Md5,
-    crc: crc64fast::Digest,
+    crc: cos_wire::crc64::Crc64,
     cipher: Option<(super::crypto::Aes256Ctr, [u8; 16])>,
     len: u64,
 }
@@ -501,7 +501,7 @@ impl BlobWriter {
             path,
             name,
             md5: Md5::new(),
-            crc: crc64fast::Digest::new(),
+            crc: cos_wire::crc64::Crc64::default(),
             cipher: cipher.map(|(k, iv)| (super::crypto::cipher_at(k, &iv, 0), iv)),
             len: 0,
         })
@@ -511,7 +511,7 @@ impl BlobWriter {
     pub fn write(&mut self, buf: &mut [u8]) -> io::Result<()> {
         use ctr::cipher::StreamCipher;
         self.md5.update(&*buf);
-        self.crc.write(buf);
+        self.crc.update(buf);
         if let Some((c, _)) = &mut self.cipher {
             c.apply_keystream(buf);
         }
@@ -530,11 +530,6 @@ impl BlobWriter {
         self.len == 0
     }
 
-    /// The MD5 of the plaintext written so far.
-    pub fn md5_so_far(&self) -> [u8; 16] {
-        self.md5.clone().finalize().into()
-    }
-
     /// Closes the file and keeps it.
     pub fn finish(mut self) -> io::Result<BlobDone> {
         let file = self.file.take();
@@ -544,11 +539,8 @@ impl BlobWriter {
             name: std::mem::take(&mut self.name),
             len: self.len,
             md5,
-            crc64: self.crc.sum64(),
-            iv: self
-                .cipher
-                .as_ref()
-                .map(|(_, iv)| crate::cos::sign::hex(iv)),
+            crc64: self.crc.finish(),
+            iv: self.cipher.as_ref().map(|(_, iv)| cos_wire::sign::hex(iv)),
         })
     }
 }

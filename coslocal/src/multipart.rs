@@ -3,7 +3,6 @@
 //! Parts and List Multipart Uploads (cos-api.md §4.9).
 
 use super::body;
-use super::crc;
 use super::crypto::{self, Segment};
 use super::error::ApiError;
 use super::handler::{complete_whitespace_forced, HandlerResult, Req};
@@ -15,8 +14,9 @@ use super::sse::{self, SseRecord};
 use super::store::{now_ms, random_name, ObjectRecord, PartRecord, UploadRecord, UploadState};
 use super::xml::{self, elem};
 use super::State;
-use crate::cos::sign::cos_encode;
 use bytes::Bytes;
+use cos_wire::crc64 as crc;
+use cos_wire::sign::cos_encode;
 use hyper::header::CONTENT_TYPE;
 use hyper::Response;
 use md5::{Digest, Md5};
@@ -97,7 +97,7 @@ fn finish_part(number: u32, sse_rec: &SseRecord, done: super::store::BlobDone) -
         blob: done.name,
         size: done.len,
         etag: sse::etag_for(sse_rec, &done.md5),
-        md5: crate::cos::sign::hex(&done.md5),
+        md5: cos_wire::sign::hex(&done.md5),
         crc64: done.crc64,
         last_modified_ms: now_ms(),
         iv: done.iv,
@@ -320,11 +320,7 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
         }
         size += p.size;
     }
-    let etag = format!(
-        "{}-{}",
-        crate::cos::sign::hex(&md5s.finalize()),
-        parts.len()
-    );
+    let etag = format!("{}-{}", cos_wire::sign::hex(&md5s.finalize()), parts.len());
     let sse_final = match &record.sse {
         SseRecord::Customer {
             key_md5,

@@ -1,14 +1,14 @@
 //! Measures coslocal's read throughput: one object of `--size-mib`, read by one process
 //! with `--parallel` concurrent ranged GETs of `--range-mib` each, over plain HTTP and
-//! over HTTPS, signed with `cosmount::cos::sign`. Prints a table.
+//! over HTTPS, signed with `cos_wire::sign`. Prints a table.
 //!
 //! Runs coslocal in-process (so build with `--release`); `scripts/bench-coslocal.sh`
 //! wraps it. Usage:
 //! `cargo run --release --example coslocal_throughput -- [--size-mib 1024] [--parallel 8] [--range-mib 8] [--rounds 3] [--sse-c]`
 
 use bytes::Bytes;
-use cosmount::cos::sign::{authorization, sign, KeyTime, SignInput};
-use cosmount::server::{self, FaultConfig, ServerConfig, ServerCredential, TlsMode};
+use cos_wire::sign::{authorization, sign, KeyTime, SignInput};
+use coslocal::{self as server, FaultConfig, ServerConfig, ServerCredential, TlsMode};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

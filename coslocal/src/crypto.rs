@@ -80,7 +80,7 @@ impl KeyFingerprint {
     pub fn new(key: &[u8; 32]) -> KeyFingerprint {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
-        let salt = crate::cos::sign::hex(&salt);
+        let salt = cos_wire::sign::hex(&salt);
         let hash = salted(&salt, key);
         KeyFingerprint { salt, hash }
     }
@@ -100,7 +100,7 @@ fn salted(salt: &str, key: &[u8; 32]) -> String {
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
     h.update(key);
-    crate::cos::sign::hex(&h.finalize())
+    cos_wire::sign::hex(&h.finalize())
 }
 
 #[cfg(test)]
@@ -117,12 +117,12 @@ mod tests {
             Segment {
                 start: 0,
                 len: 3000,
-                iv: crate::cos::sign::hex(&iv1),
+                iv: cos_wire::sign::hex(&iv1),
             },
             Segment {
                 start: 3000,
                 len: 2000,
-                iv: crate::cos::sign::hex(&iv2),
+                iv: cos_wire::sign::hex(&iv2),
             },
         ];
         let mut stored = plain.clone();
@@ -152,13 +152,13 @@ mod tests {
             KeyFingerprint::new(&[1u8; 32]).salt,
             "salt is random"
         );
-        assert!(!fp.hash.contains(&crate::cos::sign::hex(&[1u8; 32])));
+        assert!(!fp.hash.contains(&cos_wire::sign::hex(&[1u8; 32])));
     }
 
     #[test]
     fn iv_hex_round_trip() {
         let iv = new_iv();
-        assert_eq!(iv_from_hex(&crate::cos::sign::hex(&iv)), Some(iv));
+        assert_eq!(iv_from_hex(&cos_wire::sign::hex(&iv)), Some(iv));
         assert_eq!(iv_from_hex("zz"), None);
     }
 }

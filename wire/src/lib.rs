@@ -1,0 +1,26 @@
+//! `cos-wire`: the facts of the COS XML API that both sides of the wire need, the client
+//! in `cosmount` and the test server `coslocal`, so each is written once: the operation
+//! list ([`op`]), the storage classes ([`STORAGE_CLASSES`]), request signing ([`sign`]), the SSE header names ([`sse_headers`]) and
+//! CRC-64/XZ with its combination rule for multipart objects ([`crc64`]).
+//!
+//! It has no I/O and no async: only pure functions and constants, small enough for the
+//! server to depend on without pulling in the client, and the client without the server.
+
+pub mod crc64;
+pub mod op;
+pub mod sign;
+pub mod sse_headers;
+
+pub use op::CosOp;
+
+/// The `x-cos-storage-class` values COS accepts, spelled as COS spells them.
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ARCHIVE",
+    "DEEP_ARCHIVE",
+    "INTELLIGENT_TIERING",
+    "MAZ_STANDARD",
+    "MAZ_STANDARD_IA",
+    "MAZ_INTELLIGENT_TIERING",
+];
