@@ -13,7 +13,7 @@ use cosmount::cos::crc64::crc64;
 use cosmount::cos::http::CosHttpClient;
 use cosmount::cos::sse::{CustomerKey, ReadKey, SsePolicy};
 use cosmount::cos::{
-    CopySource, CosErrorKind, Encryption, MetadataDirective, ObjectClient, PutOptions,
+    CopySource, CosErrorKind, CosOp, Encryption, MetadataDirective, ObjectClient, PutOptions,
 };
 use std::collections::BTreeMap;
 
@@ -58,7 +58,10 @@ fn sse_violations(entries: &[serde_json::Value], expect: &Expect) -> Vec<String>
     let mut bad = Vec::new();
     for e in entries {
         let op = e["op"].as_str().unwrap_or("");
-        let creates = matches!(op, "PutObject" | "InitiateMultipartUpload" | "CopyObject");
+        let facts = CosOp::from_name(op)
+            .unwrap_or_else(|| panic!("request log names an unknown operation {op:?}"))
+            .facts();
+        let creates = facts.chooses_encryption;
         let want: [Option<String>; 4] = match expect {
             Expect::None => [None, None, None, None],
             Expect::Cos => [creates.then(|| "AES256".into()), None, None, None],
@@ -69,17 +72,8 @@ fn sse_violations(entries: &[serde_json::Value], expect: &Expect) -> Vec<String>
                 None,
             ],
             Expect::Customer(md5) => {
-                let triple = matches!(
-                    op,
-                    "HeadObject"
-                        | "GetObject"
-                        | "PutObject"
-                        | "InitiateMultipartUpload"
-                        | "UploadPart"
-                        | "UploadPartCopy"
-                        | "CopyObject"
-                );
-                let source = matches!(op, "UploadPartCopy" | "CopyObject");
+                let triple = facts.customer_key.is_some();
+                let source = facts.copy_source_key;
                 [
                     None,
                     None,
@@ -343,7 +337,7 @@ async fn every_operation_in_every_sse_mode_with_exact_headers() {
         assert!(bad.is_empty(), "{tag}: {}", bad.join("\n"));
         let ops: std::collections::BTreeSet<&str> =
             entries.iter().filter_map(|e| e["op"].as_str()).collect();
-        for op in cosmount::cos::CosOp::ALL {
+        for op in CosOp::ALL {
             assert!(ops.contains(op.name()), "{tag}: {} never sent", op.name());
         }
         local.server.shutdown().await;

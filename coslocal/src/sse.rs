@@ -252,20 +252,13 @@ fn not_allowed(what: &str, op: CosOp) -> ApiError {
 
 /// Refuses SSE headers the operation must not carry.
 pub fn check_allowed(op: CosOp, h: &SseHeaders) -> Result<(), ApiError> {
-    let (server_side_ok, customer_ok, source_ok) = match op {
-        CosOp::PutObject | CosOp::InitiateMultipart => (true, true, false),
-        CosOp::CopyObject => (true, true, true),
-        CosOp::HeadObject | CosOp::GetObject | CosOp::UploadPart => (false, true, false),
-        CosOp::UploadPartCopy => (false, true, true),
-        CosOp::HeadBucket
-        | CosOp::ListObjects
-        | CosOp::DeleteObject
-        | CosOp::DeleteMultiple
-        | CosOp::CompleteMultipart
-        | CosOp::AbortMultipart
-        | CosOp::ListParts
-        | CosOp::ListMultipartUploads => (false, false, false),
-    };
+    // The same table the client's policy reads (`cos_wire::OpFacts`).
+    let f = op.facts();
+    let (server_side_ok, customer_ok, source_ok) = (
+        f.chooses_encryption,
+        f.customer_key.is_some(),
+        f.copy_source_key,
+    );
     if h.server_side.is_some() && !server_side_ok {
         return Err(not_allowed("x-cos-server-side-encryption", op));
     }

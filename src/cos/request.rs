@@ -127,42 +127,12 @@ pub fn content_md5(data: &[u8]) -> String {
 
 /// Whether the operation addresses an object (and so needs a key).
 pub fn is_object_op(op: CosOp) -> bool {
-    match op {
-        CosOp::HeadBucket
-        | CosOp::ListObjects
-        | CosOp::DeleteMultiple
-        | CosOp::ListMultipartUploads => false,
-        CosOp::HeadObject
-        | CosOp::GetObject
-        | CosOp::PutObject
-        | CosOp::DeleteObject
-        | CosOp::CopyObject
-        | CosOp::InitiateMultipart
-        | CosOp::UploadPart
-        | CosOp::UploadPartCopy
-        | CosOp::CompleteMultipart
-        | CosOp::AbortMultipart
-        | CosOp::ListParts => true,
-    }
+    op.facts().addresses_object
 }
 
 /// Whether the operation creates an object (storage class and SSE choice apply).
 fn creates_object(op: CosOp) -> bool {
-    match op {
-        CosOp::PutObject | CosOp::InitiateMultipart | CosOp::CopyObject => true,
-        CosOp::HeadBucket
-        | CosOp::HeadObject
-        | CosOp::GetObject
-        | CosOp::ListObjects
-        | CosOp::DeleteObject
-        | CosOp::DeleteMultiple
-        | CosOp::UploadPart
-        | CosOp::UploadPartCopy
-        | CosOp::CompleteMultipart
-        | CosOp::AbortMultipart
-        | CosOp::ListParts
-        | CosOp::ListMultipartUploads => false,
-    }
+    op.facts().chooses_encryption
 }
 
 /// Refuses keys that cannot be sent as they are.

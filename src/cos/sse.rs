@@ -9,7 +9,7 @@
 //! key encrypts everything new, every key is tried for reads. Keys are secrets: they are
 //! zeroized on drop and never printed by `Debug`.
 
-use super::op::CosOp;
+use super::op::{CosOp, KeyUse};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -238,30 +238,20 @@ impl SsePolicy {
     /// that read none.
     pub fn headers_for(&self, op: CosOp, read: ReadKey) -> Vec<SseHeader> {
         let mut h = Vec::new();
-        match op {
-            // Object-creating requests: choose the encryption of the new object.
-            CosOp::PutObject | CosOp::InitiateMultipart => self.push_create(&mut h),
-            CosOp::CopyObject => {
-                self.push_create(&mut h);
-                self.push_customer(&mut h, read, true);
+        let facts = op.facts();
+        if facts.chooses_encryption {
+            // The new object's encryption (for SSE-C: the write key).
+            self.push_create(&mut h);
+        } else {
+            match facts.customer_key {
+                Some(KeyUse::Write) => self.push_write_customer(&mut h),
+                // Reads of an existing object: the customer triple iff the object is SSE-C.
+                Some(KeyUse::Read) => self.push_customer(&mut h, read, false),
+                None => {}
             }
-            // Reads of an existing object: the customer triple iff the object is SSE-C.
-            CosOp::HeadObject | CosOp::GetObject => self.push_customer(&mut h, read, false),
-            // Parts inherit SSE-COS/KMS from Initiate; SSE-C parts repeat the write key.
-            CosOp::UploadPart => self.push_write_customer(&mut h),
-            CosOp::UploadPartCopy => {
-                self.push_write_customer(&mut h);
-                self.push_customer(&mut h, read, true);
-            }
-            // Common headers only (cos-api.md §3.2).
-            CosOp::HeadBucket
-            | CosOp::ListObjects
-            | CosOp::DeleteObject
-            | CosOp::DeleteMultiple
-            | CosOp::CompleteMultipart
-            | CosOp::AbortMultipart
-            | CosOp::ListParts
-            | CosOp::ListMultipartUploads => {}
+        }
+        if facts.copy_source_key {
+            self.push_customer(&mut h, read, true);
         }
         h
     }
@@ -305,24 +295,7 @@ impl SsePolicy {
         op: CosOp,
         get: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), String> {
-        let creates = match op {
-            CosOp::PutObject
-            | CosOp::InitiateMultipart
-            | CosOp::CompleteMultipart
-            | CosOp::CopyObject => true,
-            CosOp::HeadBucket
-            | CosOp::HeadObject
-            | CosOp::GetObject
-            | CosOp::ListObjects
-            | CosOp::DeleteObject
-            | CosOp::DeleteMultiple
-            | CosOp::UploadPart
-            | CosOp::UploadPartCopy
-            | CosOp::AbortMultipart
-            | CosOp::ListParts
-            | CosOp::ListMultipartUploads => false,
-        };
-        if !creates {
+        if !op.facts().describes_new_object {
             return Ok(());
         }
         let sse = get("x-cos-server-side-encryption");

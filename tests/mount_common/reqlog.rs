@@ -67,9 +67,16 @@ pub enum Expect {
     Customer(String),
 }
 
+/// The facts of a logged operation (the one table the client and coslocal read too).
+fn facts(op: &str) -> cosmount::cos::op::OpFacts {
+    cosmount::cos::CosOp::from_name(op)
+        .unwrap_or_else(|| panic!("request log names an unknown operation {op:?}"))
+        .facts()
+}
+
 /// Operations that create an object and so carry the SSE-COS/KMS choice.
 fn creates(op: &str) -> bool {
-    matches!(op, "PutObject" | "InitiateMultipartUpload" | "CopyObject")
+    facts(op).chooses_encryption
 }
 
 /// Every request whose SSE headers differ from what `expect` requires, as readable lines.
@@ -94,17 +101,9 @@ pub fn violations(log: &[LogEntry], expect: &Expect) -> Vec<String> {
                 ..Default::default()
             },
             Expect::Customer(md5) => {
-                let triple = matches!(
-                    e.op.as_str(),
-                    "HeadObject"
-                        | "GetObject"
-                        | "PutObject"
-                        | "InitiateMultipartUpload"
-                        | "UploadPart"
-                        | "UploadPartCopy"
-                        | "CopyObject"
-                );
-                let source = matches!(e.op.as_str(), "UploadPartCopy" | "CopyObject");
+                // Every object here was written by this mount: reads carry the write key too.
+                let triple = facts(&e.op).customer_key.is_some();
+                let source = facts(&e.op).copy_source_key;
                 SseSeen {
                     customer_key_md5: triple.then(|| md5.clone()),
                     copy_source_customer_key_md5: source.then(|| md5.clone()),

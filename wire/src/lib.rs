@@ -11,7 +11,7 @@ pub mod op;
 pub mod sign;
 pub mod sse_headers;
 
-pub use op::CosOp;
+pub use op::{CosOp, KeyUse, OpFacts};
 
 /// The `x-cos-storage-class` values COS accepts, spelled as COS spells them.
 pub const STORAGE_CLASSES: &[&str] = &[
