@@ -6,6 +6,9 @@
 //! core, async and testable without a kernel), `fuse` (the thin fuser adapter, where
 //! errno values are decided) and `cli` (command line, credentials, daemonizing).
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cli;
 pub mod cos;
 pub mod fs;

@@ -1,5 +1,8 @@
 //! The `cosmount` binary; everything lives in `cosmount::cli`.
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use cosmount::cli::{error::ExitCode, harden, malloc, run};
 
 fn main() {

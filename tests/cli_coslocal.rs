@@ -2,6 +2,8 @@
 //! wrong bucket, wrong keys and an untrusted certificate each end the command with the
 //! documented exit code and a message that says what to fix.
 
+mod bins;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ impl Drop for Coslocal {
 }
 
 fn start_coslocal(dir: &Path, tls: bool) -> Coslocal {
-    let mut cmd = Command::new(coslocal_bin());
+    let mut cmd = Command::new(bins::coslocal());
     cmd.arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--bucket", BUCKET, "--listen", "127.0.0.1:0"])
@@ -123,16 +125,4 @@ fn wrong_bucket_wrong_keys_untrusted_tls() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("credentials rejected by COS"), "{err}");
     assert!(!err.contains("WrongSecretKey"), "{err}");
-}
-
-/// The coslocal binary: built beside cosmount's (another package of the workspace; plain
-/// `cargo test` or `cargo build` at the root builds both).
-fn coslocal_bin() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_cosmount")).with_file_name("coslocal");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p coslocal` (or plain `cargo build`)",
-        p.display()
-    );
-    p
 }

@@ -2,27 +2,16 @@
 //! environment, clear refusal without credentials, graceful exit on SIGTERM, and the
 //! `--tls-handshake-timeout` flag.
 
+mod bins;
 mod coslocal_support;
 use coslocal_support::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// The coslocal binary: built beside cosmount's (another package of the workspace; plain
-/// `cargo test` or `cargo build` at the root builds both).
-fn bin() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_cosmount")).with_file_name("coslocal");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p coslocal` (or plain `cargo build`)",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn refuses_to_run_without_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(bin())
+    let out = Command::new(bins::coslocal())
         .args([
             "--data-dir",
             dir.path().to_str().expect("utf8"),
@@ -36,7 +25,7 @@ fn refuses_to_run_without_credentials() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no credentials"), "{err}");
-    let out = Command::new(bin())
+    let out = Command::new(bins::coslocal())
         .args([
             "--data-dir",
             dir.path().to_str().expect("utf8"),
@@ -57,7 +46,7 @@ async fn serves_https_with_the_written_ca_and_exits_on_sigterm() {
     let creds = dir.path().join("creds");
     std::fs::write(&creds, format!("# test\n{ID}:{SECRET}\n")).expect("creds");
     let ca = dir.path().join("ca.pem");
-    let mut child = Command::new(bin())
+    let mut child = Command::new(bins::coslocal())
         .args([
             "--data-dir",
             dir.path().join("d").to_str().expect("utf8"),
@@ -125,7 +114,7 @@ fn tls_handshake_timeout_flag_closes_silent_connections() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("tempdir");
     let base = |timeout: &str| {
-        let mut c = Command::new(bin());
+        let mut c = Command::new(bins::coslocal());
         c.args([
             "--data-dir",
             dir.path().join("d").to_str().expect("utf8"),

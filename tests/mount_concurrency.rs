@@ -1,6 +1,6 @@
 //! Concurrency and memory through a real mount: many writers and readers at once must each
 //! see their own bytes, and many open handles reading in parallel must not blow the
-//! daemon's memory (anchors §3 D: per-handle prefetch OOMs) — peak RSS stays < 512 MiB.
+//! daemon's memory (per-handle prefetch is how other mount tools run out of memory) — peak RSS stays < 512 MiB.
 
 mod mount_common;
 

@@ -3,7 +3,7 @@
 //! and random reads, overwrite, truncate, append, rename of a file and of a directory,
 //! chmod/utimens persisting across a remount, symlinks, unlink, mkdir/rmdir. Afterwards
 //! coslocal's request log must show that every request carried exactly the SSE headers
-//! the policy requires (cos-api.md §3.2).
+//! the policy requires (`cos_wire::OpFacts`).
 
 mod mount_common;
 

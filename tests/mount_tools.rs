@@ -1,4 +1,4 @@
-//! Everyday tools on a real mount (anchors §3 B): rsync (temp file + rename + utimes +
+//! Everyday tools on a real mount (what backup users run, and where other mount tools fail them): rsync (temp file + rename + utimes +
 //! chmod), a second rsync that finds nothing to do, `cp -a`, and `tar` round trips. The
 //! tree written through the mount must match the source after a remount: names, contents,
 //! modes and file mtimes.

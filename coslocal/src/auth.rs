@@ -1,5 +1,5 @@
 //! Request authentication: verifies the COS `q-sign` signature of every request against
-//! the configured credentials (cos-api.md §1.9), with the clock and token rules.
+//! the configured credentials, with the clock and token rules.
 //!
 //! The signature is recomputed from exactly the headers named in `q-header-list` (looked
 //! up case-insensitively) and the query parameters named in `q-url-param-list`, over the

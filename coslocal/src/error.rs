@@ -1,5 +1,5 @@
 //! `ApiError`: a COS error response (status + code + message) as the handlers raise it,
-//! rendered as the COS `<Error>` document (cos-api.md §4.12).
+//! rendered as the COS `<Error>` document.
 
 use hyper::StatusCode;
 

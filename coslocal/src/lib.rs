@@ -15,6 +15,9 @@
 //! operations), [`body`] (streamed and shaped bodies), [`faults`], [`reqlog`], [`control`],
 //! [`tls`], [`crc`].
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod auth;
 pub mod body;
 pub mod control;

@@ -1,5 +1,5 @@
 //! GET Bucket (v1) listing logic over the sorted key index: prefix, delimiter roll-up into
-//! common prefixes, exclusive marker, max-keys and truncation (cos-api.md §4.2).
+//! common prefixes, exclusive marker, max-keys and truncation.
 //!
 //! Nothing is skipped: a directory marker object `dir/` is returned in Contents when
 //! listing `prefix=dir/` (clients must skip it themselves, as with real COS).

@@ -4,6 +4,9 @@
 //! (`SecretId:SecretKey[:Token]` lines, `#` comments) or from the environment
 //! (`COSLOCAL_SECRET_ID`, `COSLOCAL_SECRET_KEY`, optional `COSLOCAL_TOKEN`).
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use coslocal::{self as server, FaultConfig, FaultKind, ServerConfig, ServerCredential, TlsMode};
 use std::io::Write;

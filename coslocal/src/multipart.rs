@@ -1,6 +1,6 @@
 //! Multipart upload operations: Initiate, Upload Part, Upload Part - Copy, Complete
 //! (validation, then concatenation streamed behind keep-alive whitespace), Abort, List
-//! Parts and List Multipart Uploads (cos-api.md §4.9).
+//! Parts and List Multipart Uploads.
 
 use super::body;
 use super::crypto::{self, Segment};
@@ -238,7 +238,7 @@ pub fn validate_parts(
             "The list of parts was not in ascending order.",
         ));
     }
-    // COS refuses gaps in the part numbers (cos-api.md §4.9): a client that lost a part
+    // COS refuses gaps in the part numbers (InvalidPart): a client that lost a part
     // must not get an object silently missing its bytes.
     if requested[0].0 != 1 || requested.windows(2).any(|w| w[1].0 != w[0].0 + 1) {
         return Err(ApiError::bad(

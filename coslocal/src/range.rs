@@ -1,5 +1,5 @@
 //! HTTP `Range` header parsing for GET Object: one `bytes=` range (`a-b`, `a-`, `-n`),
-//! resolved against the object size into an inclusive byte span (cos-api.md §4.4).
+//! resolved against the object size into an inclusive byte span.
 
 /// A parsed `Range: bytes=...` value, before the object size is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Server-side-encryption rules of coslocal: parsing the SSE request headers, deciding
 //! which operation may carry which of them, checking SSE-C keys against stored objects,
-//! and the echo headers of responses (cos-api.md §3).
+//! and the echo headers of responses.
 //!
-//! Assumptions (the labelled defaults of cos-api.md §3.4 where COS is UNCONFIRMED):
+//! Assumptions, where COS does not document what it answers (chosen, documented in the
+//! README, and kept in one place so a real bucket that differs is a one-line change):
 //! * GET/HEAD of an SSE-C object without the customer triple: 400 `SsecDecryptHeaderInvalid`.
 //! * Wrong customer key (well-formed, different key): 403 `AccessDenied`.
 //! * SSE-C headers on a request whose object is not SSE-C: 400 `SSEHeaderNotAllowed`;

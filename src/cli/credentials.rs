@@ -1,4 +1,4 @@
-//! Where the SecretId/SecretKey come from, in cosfs's order (cos-api.md §5.1, §5.3):
+//! Where the SecretId/SecretKey come from, in cosfs's order:
 //!
 //! 1. `-o passwd_file=FILE`;
 //! 2. `COSACCESSKEYID` + `COSSECRETACCESSKEY` (both or neither), with cosmount's optional

@@ -1,4 +1,4 @@
-//! cosfs password files (cos-api.md §5.1): the key-pair format
+//! cosfs password files: the key-pair format
 //! (`BUCKET-APPID:SecretId:SecretKey` lines and at most one default `SecretId:SecretKey`
 //! line) and the STS format (`COSAccessKeyId=`, `COSSecretKey=`, `COSAccessToken=`,
 //! `COSAccessTokenExpire=`), with cosfs's permission rules. Errors name the file and the

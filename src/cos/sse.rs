@@ -2,7 +2,7 @@
 //! COS request, built once from configuration and immutable afterwards.
 //!
 //! `headers_for` matches exhaustively over [`CosOp`], so no request path can forget the
-//! headers and a new operation cannot compile without a decision (cos-api.md §3.2):
+//! headers and a new operation cannot compile without a decision (the rules are `cos_wire::OpFacts`):
 //! SSE-COS and SSE-KMS headers go only on object-creating requests; the SSE-C triple goes
 //! on HEAD, GET, PUT, Initiate, Upload Part and the destination of copies; the copy-source
 //! triple on copies whose source is an SSE-C object. SSE-C keys form a history: the first

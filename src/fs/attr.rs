@@ -1,4 +1,4 @@
-//! File attributes and the cosfs metadata conventions (cos-api.md §4.13).
+//! File attributes and the cosfs metadata conventions.
 //!
 //! Objects carry `x-cos-meta-mode` (decimal full `st_mode`), `-uid`, `-gid` and `-mtime`
 //! (decimal Unix seconds). Objects written by other tools may carry none of them: they

@@ -51,8 +51,9 @@ impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
             prefix: String::new(),
-            // SAFETY: getuid/getgid cannot fail.
+            // SAFETY: getuid cannot fail and touches no memory of ours.
             uid: unsafe { libc::getuid() },
+            // SAFETY: as getuid.
             gid: unsafe { libc::getgid() },
             umask: 0o022,
             read_only: false,

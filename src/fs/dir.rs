@@ -43,7 +43,7 @@ impl<C: ObjectClient> CosFs<C> {
             match page.next_marker {
                 Some(m) if !m.is_empty() => marker = Some(m),
                 // Truncated without a marker is not expected from COS v1; fall back to
-                // the greater of the last key and the last prefix (cos-api.md §4.2).
+                // the greater of the last key and the last prefix, which is where the next page starts.
                 Some(_) => marker = last_obj.max(last_cp),
                 None => break,
             }

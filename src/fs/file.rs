@@ -14,7 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
     /// Registers a handle of `ino`; `fresh` is the write state to start with when the
@@ -95,11 +95,7 @@ impl<C: ObjectClient> CosFs<C> {
     /// Marks an inode as having local content, optionally setting its size.
     pub(super) fn mark_local(&self, ino: u64, size: Option<u64>) {
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.local = true;
-            n.meta.mtime = SystemTime::now();
-            if let Some(s) = size {
-                n.size = s;
-            }
+            n.changed_locally(size);
         }
     }
 
@@ -174,8 +170,7 @@ impl<C: ObjectClient> CosFs<C> {
             "write failed: {outcome}; every write, read, fsync and close through the descriptors open now fails");
         // What this mount shows of the file comes from the bucket again.
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.local = false;
-            n.expires = Instant::now();
+            n.local_dropped();
         }
         Err(e)
     }
@@ -346,10 +341,7 @@ impl<C: ObjectClient> CosFs<C> {
             }
         }
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.local = true;
-            n.size = n.size.max(end);
-            n.meta.mtime = SystemTime::now();
-            n.mtime_explicit = false;
+            n.written(end);
         }
         Ok(data.len() as u32)
     }

@@ -9,7 +9,6 @@ use super::{attr, not_found, CosFs, FileHandle, FsError};
 use crate::cos::{CopySource, MetadataDirective, ObjectClient, PutOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
     /// Key and object attributes an upload of `ino` uses now.
@@ -63,11 +62,7 @@ impl<C: ObjectClient> CosFs<C> {
     pub(super) fn uploaded(&self, ino: u64, etag: String, size: u64, crc64: Option<u64>) {
         let ttl = self.inner.config.stat_ttl;
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.etag = Some(etag);
-            n.size = size;
-            n.crc64 = crc64;
-            n.local = false;
-            n.expires = Instant::now() + ttl;
+            n.uploaded(etag, size, crc64, ttl);
         }
     }
 
@@ -190,8 +185,7 @@ impl<C: ObjectClient> CosFs<C> {
             if let Some(n) = t.get_mut(h.ino) {
                 if n.local {
                     // Never uploaded (or the upload failed): ask the bucket next time.
-                    n.local = false;
-                    n.expires = Instant::now();
+                    n.local_dropped();
                 }
             }
         }

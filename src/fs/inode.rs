@@ -11,7 +11,7 @@
 
 use super::attr::{Attr, FileKind, MetaAttrs};
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The root inode number (FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;
@@ -79,6 +79,65 @@ impl Inode {
 
     pub fn fresh(&self, now: Instant) -> bool {
         self.local || now < self.expires
+    }
+
+    // What happened to the inode, one method each: the fs modules say what happened and
+    // the inode decides which of its fields that changes.
+
+    /// A write reached `end`: the file has local content and a write's mtime.
+    pub fn written(&mut self, end: u64) {
+        self.local = true;
+        self.size = self.size.max(end);
+        self.meta.mtime = SystemTime::now();
+        self.mtime_explicit = false;
+    }
+
+    /// The file's content was replaced locally (emptied by O_TRUNC, resized by a
+    /// truncation of pending data): local content, a write's mtime.
+    pub fn changed_locally(&mut self, size: Option<u64>) {
+        self.local = true;
+        self.meta.mtime = SystemTime::now();
+        if let Some(s) = size {
+            self.size = s;
+        }
+    }
+
+    /// The name now means a new, empty regular file with these attributes.
+    pub fn created(&mut self, meta: MetaAttrs) {
+        self.meta = meta;
+        self.size = 0;
+        self.etag = None;
+        self.crc64 = None;
+        self.local = true;
+    }
+
+    /// The bucket holds this content now (an upload or a server-side truncation).
+    pub fn uploaded(&mut self, etag: String, size: u64, crc64: Option<u64>, ttl: Duration) {
+        self.etag = Some(etag);
+        self.size = size;
+        self.crc64 = crc64;
+        self.local = false;
+        self.expires = Instant::now() + ttl;
+    }
+
+    /// A server-side copy (rename, metadata change) made a new version of the same bytes:
+    /// a new ETag, the content's CRC-64 unchanged unless COS reported one.
+    pub fn copied(&mut self, etag: String, crc64: Option<u64>) {
+        self.etag = Some(etag);
+        self.crc64 = crc64.or(self.crc64);
+    }
+
+    /// utimens set the mtime: it must survive the next upload.
+    pub fn mtime_set(&mut self, mtime: SystemTime) {
+        self.meta.mtime = mtime;
+        self.mtime_explicit = true;
+    }
+
+    /// The local content is gone (the last handle closed without an upload, or the file
+    /// failed): what this mount shows of the file comes from the bucket again.
+    pub fn local_dropped(&mut self) {
+        self.local = false;
+        self.expires = Instant::now();
     }
 }
 

@@ -53,11 +53,7 @@ impl<C: ObjectClient> CosFs<C> {
             let ino = t.upsert(parent, name, f.clone(), Instant::now());
             if let Some(n) = t.get_mut(ino) {
                 // Reset an existing inode of this name to the new, empty file.
-                n.meta = f.meta;
-                n.size = 0;
-                n.etag = None;
-                n.crc64 = None;
-                n.local = true;
+                n.created(f.meta);
             }
             t.add_lookup(ino);
             let e = t.get(ino).map(|n| self.entry_of(n));

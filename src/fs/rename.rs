@@ -76,8 +76,7 @@ impl<C: ObjectClient> CosFs<C> {
             let mut t = self.inner.table.lock();
             t.rename(parent, name, new_parent, new_name);
             if let Some(n) = t.get_mut(src.ino) {
-                n.etag = Some(r.etag);
-                n.crc64 = r.crc64.or(n.crc64);
+                n.copied(r.etag, r.crc64);
             }
             t.set_negative(parent, name, Instant::now());
             return Ok(());

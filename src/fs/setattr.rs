@@ -9,7 +9,7 @@ use super::write::Stream;
 use super::{attr, not_found, Attr, CosFs, FileKind, FsError, FsErrorKind, SetAttr};
 use crate::cos::{CopySource, MetadataDirective, ObjectClient};
 use bytes::Bytes;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 impl<C: ObjectClient> CosFs<C> {
     pub async fn setattr(&self, ino: u64, s: SetAttr) -> Result<Attr, FsError> {
@@ -44,8 +44,7 @@ impl<C: ObjectClient> CosFs<C> {
                 n.meta.gid = g;
             }
             if let Some(t) = s.mtime {
-                n.meta.mtime = t;
-                n.mtime_explicit = true;
+                n.mtime_set(t);
             }
             n.clone()
         };
@@ -79,7 +78,7 @@ impl<C: ObjectClient> CosFs<C> {
         let n = t
             .get_mut(ino)
             .ok_or_else(|| not_found(format!("inode {ino}")))?;
-        n.etag = Some(etag);
+        n.copied(etag, None);
         n.user_meta = opts.user_meta;
         if n.meta.kind == FileKind::Directory {
             n.has_marker = true;
@@ -139,11 +138,8 @@ impl<C: ObjectClient> CosFs<C> {
         };
         let ttl = self.inner.config.stat_ttl;
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.size = size;
-            n.etag = Some(r.etag);
-            n.crc64 = r.crc64;
+            n.uploaded(r.etag, size, r.crc64, ttl);
             n.meta.mtime = SystemTime::now();
-            n.expires = Instant::now() + ttl;
         }
         Ok(())
     }

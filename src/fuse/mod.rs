@@ -43,19 +43,13 @@ pub struct MountOptions {
 }
 
 /// The errno for an error kind. Exhaustive on purpose: a new kind does not compile until
-/// it has an errno.
+/// it has an errno. Pure: logging is `CosFuse::call`'s job.
 pub fn errno_of(e: &FsError) -> i32 {
     match e.kind {
         FsErrorKind::Cos(k) => match k {
             CosErrorKind::NotFound => libc::ENOENT,
             CosErrorKind::AccessDenied => libc::EACCES,
-            CosErrorKind::SseKeyRejected => {
-                tracing::error!(
-                    "no key of the SSE-C key history opens this object (or it needs a key and none is configured): {}",
-                    e.message
-                );
-                libc::EIO
-            }
+            CosErrorKind::SseKeyRejected => libc::EIO,
             CosErrorKind::PreconditionFailed => libc::ESTALE,
             CosErrorKind::InvalidRange => libc::EINVAL,
             // Refused locally by the client (a size or key COS would reject). Over-long
@@ -159,7 +153,15 @@ impl<C: ObjectClient> CosFuse<C> {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let errno = errno_of(&e);
-                if errno == libc::ENOENT {
+                if e.kind == FsErrorKind::Cos(CosErrorKind::SseKeyRejected) {
+                    // What the admin must fix is the key file, not the program.
+                    tracing::error!(
+                        op,
+                        errno,
+                        "no key of the SSE-C key history opens this object (or it needs a key and none is configured): {}",
+                        e.message
+                    );
+                } else if errno == libc::ENOENT {
                     tracing::debug!(op, error = %e, "not found");
                 } else if matches!(op, "write" | "read" | "flush" | "fsync" | "release") {
                     // A file's data error is logged once, as an ERROR, when the file fails;

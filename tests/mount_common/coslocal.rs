@@ -83,7 +83,7 @@ impl Coslocal {
         let stderr_log = dir.join("coslocal.log");
         let control = format!("127.0.0.1:{}", free_port());
 
-        let mut cmd = Command::new(coslocal_bin());
+        let mut cmd = Command::new(super::bins::coslocal());
         cmd.arg("--data-dir")
             .arg(&data_dir)
             .args(["--bucket", &opts.bucket, "--region", &opts.region])
@@ -269,16 +269,4 @@ impl Drop for Coslocal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The coslocal binary: built beside cosmount's (another package of the workspace; plain
-/// `cargo test` or `cargo build` at the root builds both).
-fn coslocal_bin() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_cosmount")).with_file_name("coslocal");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p coslocal` (or plain `cargo build`)",
-        p.display()
-    );
-    p
 }

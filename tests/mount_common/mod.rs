@@ -9,6 +9,8 @@
 //! CI (env `CI` set) a missing FUSE is a failure, locally a printed skip.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+#[path = "../bins/mod.rs"]
+pub mod bins;
 pub mod coslocal;
 pub mod fsops;
 pub mod mount;

@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn matches_the_cos_doc_example() {
-        // cos-api.md §3.3: 16 bytes of content with CRC 16749565679157681890 are not given
+        // COS documents a 16-byte example with CRC 16749565679157681890 without giving its bytes
         // literally, so pin the incremental form against the one-shot instead.
         let mut c = Crc64::default();
         c.update(b"1234");

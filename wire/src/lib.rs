@@ -6,6 +6,9 @@
 //! It has no I/O and no async: only pure functions and constants, small enough for the
 //! server to depend on without pulling in the client, and the client without the server.
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod crc64;
 pub mod op;
 pub mod sign;
