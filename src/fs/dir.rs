@@ -7,14 +7,13 @@ use super::attr::MetaAttrs;
 use super::error::fs_err;
 use super::inode::{Found, ROOT_INO};
 use super::{
-    attr, check_key, check_name, not_found, Attr, Caller, CosFs, DirEntry, DirHandle, Entry,
-    FileKind, FsError, FsErrorKind, Pending, PAGE,
+    attr, check_key, check_name, not_found, Attr, Caller, CosFs, DirEntry, Entry, FileKind,
+    FsError, FsErrorKind, Pending, PAGE,
 };
 use crate::cos::{CosErrorKind, ObjectClient};
 use bytes::Bytes;
 use futures::future::FutureExt;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -133,12 +132,7 @@ impl<C: ObjectClient> CosFs<C> {
             }
         }
         self.prefetch_attrs(ino, to_head);
-        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .dirs
-            .lock()
-            .insert(fh, Arc::new(DirHandle { entries }));
-        Ok(fh)
+        Ok(self.register_dir(entries))
     }
 
     /// Fetches attributes of listed entries with bounded concurrent HEADs, so the

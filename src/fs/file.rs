@@ -1,70 +1,20 @@
-//! Open file handles and data: `open`, the handle registry (every handle of an inode
-//! shares one `OpenFile`), `read` (pending data of the file first, else the bucket
+//! Open files and their data: `open`, `read` (pending data of the file first, else the bucket
 //! through the block cache) and `write` (streaming upload or local staging file). Every
 //! change of the shared write state goes through `settle`, which makes errors sticky
 //! (see `open_file`).
 
 use super::error::fs_err;
-use super::open_file::{OpenFile, WriteState};
-use super::read::{ObjectVersion, ReadState};
+use super::open_file::WriteState;
+use super::read::ObjectVersion;
 use super::write::Stream;
 use super::{CosFs, FileHandle, FileKind, FsError, FsErrorKind, OpenMode};
 use crate::cos::{CosErrorKind, ObjectClient};
 use bytes::Bytes;
-use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
-    /// Registers a handle of `ino`; `fresh` is the write state to start with when the
-    /// inode has no open handle yet (an existing shared state is joined as it is).
-    pub(super) fn register_handle(&self, ino: u64, writable: bool, fresh: WriteState) -> u64 {
-        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file = {
-            let mut open = self.inner.open_files.lock();
-            let of = open
-                .entry(ino)
-                .or_insert_with(|| Arc::new(OpenFile::new(ino, fresh)))
-                .clone();
-            of.add_handle();
-            of
-        };
-        let h = Arc::new(FileHandle {
-            ino,
-            writable,
-            served: std::sync::atomic::AtomicBool::new(false),
-            dirty: Mutex::new(Default::default()),
-            failed: Mutex::new(None),
-            read: Mutex::new(ReadState::new(self.inner.config.parallel_count)),
-            file,
-        });
-        self.inner.files.lock().insert(fh, h);
-        if let Some(n) = self.inner.table.lock().get_mut(ino) {
-            n.open_handles += 1;
-        }
-        fh
-    }
-
-    pub(super) fn handle(&self, fh: u64) -> Result<Arc<FileHandle>, FsError> {
-        self.inner
-            .files
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| fs_err(FsErrorKind::BadHandle, format!("file handle {fh}")))
-    }
-
-    /// The inode a handle is open on.
-    pub fn inode_of_handle(&self, fh: u64) -> Result<u64, FsError> {
-        Ok(self.handle(fh)?.ino)
-    }
-
-    /// The shared state of `ino`, if it has open handles.
-    pub(super) fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
-        self.inner.open_files.lock().get(&ino).cloned()
-    }
-
     pub async fn open(&self, ino: u64, flags: i32) -> Result<u64, FsError> {
         let m = OpenMode::from_flags(flags);
         if m.write {

@@ -3,14 +3,16 @@
 //! `crate::fuse` turns results into replies and kinds into errno values), so all of it
 //! runs in tests against `MemStore` without a kernel.
 //!
-//! This file holds the shared types, the handle tables and `CosFs::new`; the operations
+//! This file holds the shared types, the registry tables and `CosFs::new`; the operations
 //! are `impl CosFs` blocks in one submodule per area: `lookup` (names and attributes),
 //! `dir` (listing, mkdir, rmdir), `node` (create, mknod, symlink, unlink), `rename`,
 //! `file` (open, read, write), `flush` (uploads at flush/fsync/release/unmount) and
-//! `setattr`. Below them, `inode` is the inode table, `open_file` the shared write state
-//! of an open file (and its rules), `read` the block cache and prefetch, `verify` the
-//! end-to-end check of whole reads, `write` the streaming uploads, `staging` the private
-//! staging area, `budget` the one memory budget and `attr` the metadata conventions.
+//! `setattr`. Below them, `handles` registers file and directory handles, `inode` is the
+//! inode table (whose entries change through methods named for what happened),
+//! `open_file` the shared write state of an open file (and its rules), `read` the block
+//! cache and prefetch, `verify` the end-to-end check of whole reads, `write` the streaming
+//! uploads, `staging` the private staging area, `budget` the one memory budget and `attr`
+//! the metadata conventions.
 //!
 //! Semantics (what a program on the mount can rely on):
 //! - Namespace: mount prefix + path = object key. Directories are `dir/` marker objects
@@ -54,6 +56,7 @@ pub mod write;
 mod dir;
 mod file;
 mod flush;
+mod handles;
 mod lookup;
 mod node;
 mod rename;
@@ -69,10 +72,11 @@ use attr::Defaults;
 use budget::MemoryBudget;
 use error::fs_err;
 use futures::future::{BoxFuture, Shared};
+use handles::{DirHandle, FileHandle};
 use inode::{Inode, InodeTable};
 use open_file::OpenFile;
 use parking_lot::Mutex;
-use read::{ReadState, Reader};
+use read::Reader;
 use staging::StagingArea;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,26 +176,6 @@ impl OpenMode {
             truncate: flags & libc::O_TRUNC != 0,
         }
     }
-}
-
-struct FileHandle {
-    ino: u64,
-    writable: bool,
-    /// Some data was returned from the bucket through this handle.
-    served: std::sync::atomic::AtomicBool,
-    /// Who changed the file through this handle since it last uploaded it: their close
-    /// uploads. A close by anyone else is no reason to commit what others write.
-    dirty: Mutex<open_file::Changes>,
-    /// The error that failed the file while this handle was open: every later call
-    /// through the handle returns it (see `open_file`).
-    failed: Mutex<Option<FsError>>,
-    read: Mutex<ReadState>,
-    /// The write state shared by every handle of the inode.
-    file: Arc<OpenFile>,
-}
-
-struct DirHandle {
-    entries: Vec<DirEntry>,
 }
 
 type Pending = Shared<BoxFuture<'static, ()>>;
