@@ -328,6 +328,47 @@ pub trait ObjectClient: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ListUploadsPage, CosError>> + Send;
 }
 
+/// Every page of a listing (GET Bucket v1, `page_size` keys a page), merged in order.
+///
+/// A page that is truncated without a usable `NextMarker` continues after the greater of
+/// its last key and last common prefix; a marker that does not move forward (a server
+/// bug that would loop for ever) is an `InvalidResponse` error.
+pub async fn list_all<C: ObjectClient>(
+    client: &C,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page_size: u32,
+) -> Result<ListPage, CosError> {
+    let mut all = ListPage::default();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = client
+            .list(prefix, delimiter, marker.as_deref(), page_size)
+            .await?;
+        let last_obj = page.objects.last().map(|o| o.key.clone());
+        let last_cp = page.common_prefixes.last().cloned();
+        all.objects.extend(page.objects);
+        all.common_prefixes.extend(page.common_prefixes);
+        let next = match page.next_marker {
+            None => return Ok(all),
+            Some(m) if !m.is_empty() => Some(m),
+            Some(_) => last_obj.max(last_cp),
+        };
+        match next {
+            None => return Ok(all),
+            Some(m) if marker.as_ref().is_some_and(|old| m <= *old) => {
+                return Err(CosError::local(
+                    CosErrorKind::InvalidResponse,
+                    CosOp::ListObjects,
+                    prefix,
+                    format!("listing marker did not advance ({m:?})"),
+                ));
+            }
+            m => marker = m,
+        }
+    }
+}
+
 /// Shortest sizes COS accepts, used by the upload code and checked by `coslocal`.
 pub mod limits {
     /// Minimum size of every part but the last (1 MiB).
@@ -338,4 +379,28 @@ pub mod limits {
     pub const MAX_PARTS: u32 = 10_000;
     /// Maximum keys per listing page and per multi-delete.
     pub const MAX_KEYS: u32 = 1000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mem::MemStore;
+    use super::*;
+
+    #[tokio::test]
+    async fn list_all_merges_every_page_in_order() {
+        let s = MemStore::default();
+        for k in ["d/a", "d/b", "d/c", "d/e/1", "d/f/2", "d/g", "d/h", "x"] {
+            s.insert(k, "v", &[]);
+        }
+        let whole = s.list("d/", Some("/"), None, 1000).await.unwrap();
+        assert!(whole.next_marker.is_none());
+        for page in [1, 2, 3] {
+            let merged = list_all(&s, "d/", Some("/"), page).await.unwrap();
+            assert_eq!(merged.objects, whole.objects, "page size {page}");
+            assert_eq!(merged.common_prefixes, ["d/e/", "d/f/"], "page size {page}");
+            assert!(merged.next_marker.is_none());
+        }
+        let flat = list_all(&s, "d/", None, 2).await.unwrap();
+        assert_eq!(flat.objects.len(), 7);
+    }
 }

@@ -10,7 +10,7 @@ use super::{
     attr, check_key, check_name, not_found, Attr, Caller, CosFs, DirEntry, Entry, FileKind,
     FsError, FsErrorKind, Pending, PAGE,
 };
-use crate::cos::{CosErrorKind, ObjectClient};
+use crate::cos::{list_all, CosErrorKind, ObjectClient};
 use bytes::Bytes;
 use futures::future::FutureExt;
 use std::collections::{BTreeMap, HashSet};
@@ -26,30 +26,8 @@ impl<C: ObjectClient> CosFs<C> {
             return Err(fs_err(FsErrorKind::NotDir, format!("inode {ino}")));
         }
         let prefix = self.key_of(ino)?;
-        let mut objects = Vec::new();
-        let mut prefixes = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .client
-                .list(&prefix, Some("/"), marker.as_deref(), PAGE)
-                .await?;
-            let last_obj = page.objects.last().map(|o| o.key.clone());
-            let last_cp = page.common_prefixes.last().cloned();
-            objects.extend(page.objects);
-            prefixes.extend(page.common_prefixes);
-            match page.next_marker {
-                Some(m) if !m.is_empty() => marker = Some(m),
-                // Truncated without a marker is not expected from COS v1; fall back to
-                // the greater of the last key and the last prefix, which is where the next page starts.
-                Some(_) => marker = last_obj.max(last_cp),
-                None => break,
-            }
-            if marker.is_none() {
-                break;
-            }
-        }
+        let page = list_all(&*self.inner.client, &prefix, Some("/"), PAGE).await?;
+        let (objects, prefixes) = (page.objects, page.common_prefixes);
         let now = Instant::now();
         let mut entries = vec![
             DirEntry {

@@ -3,7 +3,7 @@
 
 use super::error::fs_err;
 use super::{CosFs, FileKind, FsError, FsErrorKind, RenameMode, PAGE};
-use crate::cos::{CopySource, CosErrorKind, MetadataDirective, ObjectClient};
+use crate::cos::{list_all, CopySource, CosErrorKind, MetadataDirective, ObjectClient};
 use std::time::Instant;
 
 impl<C: ObjectClient> CosFs<C> {
@@ -129,21 +129,12 @@ impl<C: ObjectClient> CosFs<C> {
     /// sources (in batches of 1000). Copies run `parallel_count` at a time.
     pub(super) async fn move_tree(&self, src: &str, dst: &str) -> Result<(), FsError> {
         let c = &self.inner.client;
-        let mut marker: Option<String> = None;
-        let mut keys: Vec<(String, u64, String)> = Vec::new();
-        loop {
-            let page = c.list(src, None, marker.as_deref(), PAGE).await?;
-            let last = page.objects.last().map(|o| o.key.clone());
-            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size, o.etag)));
-            match page.next_marker {
-                Some(m) if !m.is_empty() => marker = Some(m),
-                Some(_) => marker = last,
-                None => break,
-            }
-            if marker.is_none() {
-                break;
-            }
-        }
+        let keys: Vec<(String, u64, String)> = list_all(&**c, src, None, PAGE)
+            .await?
+            .objects
+            .into_iter()
+            .map(|o| (o.key, o.size, o.etag))
+            .collect();
         let par = self.inner.config.parallel_count.max(1);
         for chunk in keys.chunks(par) {
             let copies = chunk.iter().map(|(k, size, etag)| {
