@@ -1045,3 +1045,37 @@ async fn addressing_variants_work_against_coslocal() {
             .unwrap_or_else(|e| panic!("{name}: delete: {e}"));
     }
 }
+
+/// A GET pinned to an ETag (`GetRequest::if_match`) is served while the object is that
+/// version and refused with PreconditionFailed once it changed, in plain and SSE-C buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pinned_to_an_etag_fails_once_the_object_changed() {
+    let local = Local::start().await;
+    for (name, sse) in [("plain", SsePolicy::none()), ("ssec", ssec(vec![key_a()]))] {
+        let c = local.client(sse);
+        let key = format!("pin/{name}");
+        let v1 = c
+            .put(
+                &key,
+                Bytes::from_static(b"version one"),
+                &PutOptions::default(),
+            )
+            .await
+            .expect("put v1");
+        let req = cosmount::cos::GetRequest::from(Some(0..7)).if_match(&v1.etag);
+        let got = c.get(&key, req.clone()).await.expect("pinned get");
+        let bytes = got.collect().await.expect("body");
+        assert_eq!(&bytes[..], b"version", "{name}");
+        c.put(
+            &key,
+            Bytes::from_static(b"version two"),
+            &PutOptions::default(),
+        )
+        .await
+        .expect("put v2");
+        match c.get(&key, req).await {
+            Err(e) => assert_eq!(e.kind, CosErrorKind::PreconditionFailed, "{name}: {e}"),
+            Ok(_) => panic!("{name}: a GET pinned to the old ETag was served the new object"),
+        }
+    }
+}

@@ -9,9 +9,9 @@
 //! so a test can prove its faults happened.
 
 use super::{
-    CompletedPart, CopySource, CosError, CosErrorKind, CosOp, DeleteFailures, GetResponse,
-    ListPage, ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta,
-    PutOptions, PutResult, UploadId,
+    CompletedPart, CopySource, CosError, CosErrorKind, CosOp, DeleteFailures, GetRequest,
+    GetResponse, ListPage, ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient,
+    ObjectMeta, PutOptions, PutResult, UploadId,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -148,12 +148,17 @@ impl<C: ObjectClient> ObjectClient for FaultyClient<C> {
         self.run(CosOp::HeadObject, key, self.inner.head(key)).await
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResponse, CosError> {
+    async fn get(
+        &self,
+        key: &str,
+        req: impl Into<GetRequest> + Send,
+    ) -> Result<GetResponse, CosError> {
+        let req: GetRequest = req.into();
         let op = CosOp::GetObject;
         match self.draw(op) {
-            None => self.inner.get(key, range).await,
+            None => self.inner.get(key, req.clone()).await,
             Some(Fault::BodyCut) => {
-                let resp = self.inner.get(key, range).await?;
+                let resp = self.inner.get(key, req.clone()).await?;
                 let keep = self.rng.lock().gen_range(0..4096usize);
                 let k = key.to_string();
                 // Some bytes arrive, then the connection breaks.

@@ -37,9 +37,9 @@ use super::retry::{self, RetryPolicy};
 use super::sse::{ReadKey, SsePolicy};
 use super::xml;
 use super::{
-    limits, ByteStream, CompletedPart, CopySource, DeleteFailures, GetResponse, ListPage,
-    ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PutOptions,
-    PutResult, UploadId,
+    limits, ByteStream, CompletedPart, CopySource, DeleteFailures, GetRequest, GetResponse,
+    ListPage, ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta,
+    PutOptions, PutResult, UploadId,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -802,7 +802,12 @@ impl ObjectClient for CosHttpClient {
             .await
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResponse, CosError> {
+    async fn get(
+        &self,
+        key: &str,
+        req: impl Into<GetRequest> + Send,
+    ) -> Result<GetResponse, CosError> {
+        let GetRequest { range, if_match } = req.into();
         let op = CosOp::GetObject;
         check_key(op, key)?;
         if let Some(r) = &range {
@@ -817,9 +822,11 @@ impl ObjectClient for CosHttpClient {
         }
         let (meta, resp, start, end, rk) = self
             .with_read_keys(op, key, |rk| {
-                let range = range.clone();
+                let (range, if_match) = (range.clone(), if_match.clone());
                 async move {
-                    let (m, r, s, e) = self.open_get(key, rk, range.as_ref(), None).await?;
+                    let (m, r, s, e) = self
+                        .open_get(key, rk, range.as_ref(), if_match.as_deref())
+                        .await?;
                     Ok((m, r, s, e, rk))
                 }
             })

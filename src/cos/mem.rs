@@ -14,9 +14,9 @@ use super::limits::{MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE};
 use super::op::CosOp;
 use super::sse::{ReadKey, SseMode, SsePolicy};
 use super::{
-    CompletedPart, CopySource, DeleteFailures, Encryption, GetResponse, ListEntry, ListPage,
-    ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta, PartInfo,
-    PutOptions, PutResult, UploadId, UploadInfo,
+    CompletedPart, CopySource, DeleteFailures, Encryption, GetRequest, GetResponse, ListEntry,
+    ListPage, ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta,
+    PartInfo, PutOptions, PutResult, UploadId, UploadInfo,
 };
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -344,9 +344,17 @@ impl ObjectClient for MemStore {
         Ok(Self::meta_of(key, &o))
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetResponse, CosError> {
+    async fn get(
+        &self,
+        key: &str,
+        req: impl Into<GetRequest> + Send,
+    ) -> Result<GetResponse, CosError> {
+        let GetRequest { range, if_match } = req.into();
         self.enter(CosOp::GetObject, key).await?;
         let o = self.read_obj(CosOp::GetObject, key)?;
+        if if_match.as_ref().is_some_and(|e| *e != o.etag) {
+            return Err(err(CosOp::GetObject, key, 412, "PreconditionFailed"));
+        }
         let len = o.data.len() as u64;
         let body = match range {
             None => o.data.clone(),

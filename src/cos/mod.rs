@@ -199,6 +199,31 @@ pub struct DeleteFailures(pub Vec<(String, String)>);
 pub type ByteStream =
     Pin<Box<dyn futures::Stream<Item = Result<Bytes, CosError>> + Send + 'static>>;
 
+/// What a GET asks for: a byte range (end exclusive) or the whole object, and optionally
+/// only the version with this ETag (`If-Match`; another version is 412, kind
+/// `PreconditionFailed`). `None` and `Some(range)` convert into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetRequest {
+    pub range: Option<Range<u64>>,
+    pub if_match: Option<String>,
+}
+
+impl GetRequest {
+    pub fn if_match(mut self, etag: &str) -> Self {
+        self.if_match = Some(etag.to_string());
+        self
+    }
+}
+
+impl From<Option<Range<u64>>> for GetRequest {
+    fn from(range: Option<Range<u64>>) -> Self {
+        GetRequest {
+            range,
+            if_match: None,
+        }
+    }
+}
+
 /// The answer to a GET: the object's attributes and its (possibly ranged) body.
 pub struct GetResponse {
     pub meta: ObjectMeta,
@@ -227,11 +252,12 @@ pub trait ObjectClient: Send + Sync + 'static {
     /// HEAD Object.
     fn head(&self, key: &str) -> impl Future<Output = Result<ObjectMeta, CosError>> + Send;
 
-    /// GET Object, optionally a byte range (end exclusive). The body is streamed.
+    /// GET Object (see [`GetRequest`]: a range, an ETag to insist on). The body is
+    /// streamed.
     fn get(
         &self,
         key: &str,
-        range: Option<Range<u64>>,
+        req: impl Into<GetRequest> + Send,
     ) -> impl Future<Output = Result<GetResponse, CosError>> + Send;
 
     /// GET Bucket v1: one page.

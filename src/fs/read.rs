@@ -19,7 +19,7 @@ use super::budget::{MemoryBudget, Purpose, Reclaim};
 use super::bufpool::BufPool;
 use super::error::{fs_err, FsError, FsErrorKind};
 use super::verify::{Verdict, Verifier};
-use crate::cos::{crc64, CosErrorKind, ObjectClient};
+use crate::cos::{crc64, CosErrorKind, GetRequest, ObjectClient};
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
@@ -520,16 +520,9 @@ impl<C: ObjectClient> Reader<C> {
         let want = end - start;
         // Paid for before it is sent: waits (the cache evicting) while the budget is full.
         let mut buf = self.pool.take(want as usize).await;
-        let resp = self.client.get(&obj.key, Some(start..end)).await?;
-        if resp.meta.etag != obj.etag {
-            return Err(fs_err(
-                FsErrorKind::Cos(CosErrorKind::PreconditionFailed),
-                format!(
-                    "{} changed while open (ETag {} became {})",
-                    obj.key, obj.etag, resp.meta.etag
-                ),
-            ));
-        }
+        // Pinned to the version the handle reads: a changed object is 412 (ESTALE).
+        let req = GetRequest::from(Some(start..end)).if_match(&obj.etag);
+        let resp = self.client.get(&obj.key, req).await?;
         let object_crc = resp.meta.crc64;
         let mut stream = resp.body;
         // Each block's CRC-64 is computed as its bytes arrive (while they are in the CPU's
