@@ -864,7 +864,7 @@ async fn read_only_mount_refuses_every_mutation() {
 
 fn ssec_store() -> MemStore {
     let k = CustomerKey::parse(b"0123456789ABCDEF0123456789ABCDEF").unwrap();
-    MemStore::new(SsePolicy::new(SseMode::Customer { keys: vec![k] }, true).unwrap())
+    MemStore::new(SsePolicy::new(SseMode::Customer { keys: vec![k] }).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,12 +920,9 @@ async fn objects_no_key_opens_fail_with_the_sse_kind() {
     // Another client (a different key) wrote this object.
     let other_key = CustomerKey::parse(b"0123456789abcdef0123456789abcdef").unwrap();
     let other = MemStore::new(
-        SsePolicy::new(
-            SseMode::Customer {
-                keys: vec![other_key],
-            },
-            true,
-        )
+        SsePolicy::new(SseMode::Customer {
+            keys: vec![other_key],
+        })
         .unwrap(),
     );
     use cosmount::cos::ObjectClient;

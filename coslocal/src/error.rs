@@ -51,13 +51,13 @@ impl ApiError {
 
     /// The `<Error>` document.
     pub fn to_xml(&self, resource: &str, request_id: &str, trace_id: &str) -> String {
-        let mut s = String::from(super::xml::DECL);
+        let mut s = String::from(cos_wire::xml::DECL);
         s.push_str("<Error>");
-        super::xml::elem(&mut s, "Code", self.code);
-        super::xml::elem(&mut s, "Message", &self.message);
-        super::xml::elem(&mut s, "Resource", resource);
-        super::xml::elem(&mut s, "RequestId", request_id);
-        super::xml::elem(&mut s, "TraceId", trace_id);
+        cos_wire::xml::elem(&mut s, "Code", self.code);
+        cos_wire::xml::elem(&mut s, "Message", &self.message);
+        cos_wire::xml::elem(&mut s, "Resource", resource);
+        cos_wire::xml::elem(&mut s, "RequestId", request_id);
+        cos_wire::xml::elem(&mut s, "TraceId", trace_id);
         s.push_str("</Error>");
         s
     }

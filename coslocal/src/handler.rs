@@ -263,7 +263,7 @@ async fn dispatch(
     };
     let sse = sse::parse(&headers, state.https)?;
     sse::check_allowed(op, &sse)?;
-    if !target.key.is_empty() && target.key.len() > 850 {
+    if !target.key.is_empty() && target.key.len() > cos_wire::MAX_KEY_LEN {
         return Err(ApiError::bad(
             "KeyTooLong",
             "Object keys are limited to 850 bytes.",

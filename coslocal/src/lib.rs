@@ -10,10 +10,11 @@
 //! that never finish a TLS handshake or a request header are closed after a deadline.
 //!
 //! Modules: [`route`] (addressing, op), [`auth`] (signatures), [`sse`] + [`crypto`]
-//! (encryption rules and at-rest AES-CTR), [`store`] (files on disk), [`list`], [`range`],
-//! [`xml`], [`handler`] (the request pipeline) with [`object`] and [`multipart`] (the
+//! (encryption rules and at-rest AES-CTR), [`store`] (files on disk), [`range`],
+//! [`handler`] (the request pipeline) with [`object`] and [`multipart`] (the
 //! operations), [`body`] (streamed and shaped bodies), [`faults`], [`reqlog`], [`control`],
-//! [`tls`], [`crc`].
+//! [`tls`], [`error`], [`headcase`]. The wire facts it shares with the client (operations,
+//! signing, CRC-64, XML, listing pages) are in `cos-wire`.
 
 // Every unsafe block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -26,7 +27,6 @@ pub mod error;
 pub mod faults;
 pub mod handler;
 pub mod headcase;
-pub mod list;
 pub mod multipart;
 pub mod object;
 pub mod range;
@@ -35,7 +35,6 @@ pub mod route;
 pub mod sse;
 pub mod store;
 pub mod tls;
-pub mod xml;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

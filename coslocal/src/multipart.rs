@@ -12,11 +12,11 @@ use super::object::{
 };
 use super::sse::{self, SseRecord};
 use super::store::{now_ms, random_name, ObjectRecord, PartRecord, UploadRecord, UploadState};
-use super::xml::{self, elem};
 use super::State;
 use bytes::Bytes;
 use cos_wire::crc64 as crc;
 use cos_wire::sign::cos_encode;
+use cos_wire::xml::{self, elem};
 use hyper::header::CONTENT_TYPE;
 use hyper::Response;
 use md5::{Digest, Md5};
@@ -280,7 +280,7 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
         ));
     }
     let mut requested = Vec::new();
-    for p in root.children_named("Part") {
+    for p in root.all("Part") {
         let n = p
             .child("PartNumber")
             .and_then(|e| e.text.trim().parse::<u32>().ok())

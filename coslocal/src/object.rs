@@ -7,16 +7,16 @@ use super::body::{self, RespBody};
 use super::crypto::{self, Segment};
 use super::error::ApiError;
 use super::handler::{HandlerResult, Req};
-use super::list::{self, Item, ListQuery};
 use super::range;
 use super::sse::{self, SseRecord};
 use super::store::{now_ms, BlobWriter, ObjectRecord};
-use super::xml::{self, elem};
 use super::State;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::Bytes;
+use cos_wire::list::{self, Item, ListQuery};
 use cos_wire::sign::cos_encode;
+use cos_wire::xml::{self, elem};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -610,6 +610,7 @@ pub async fn list_objects(state: &Arc<State>, req: Req) -> HandlerResult {
                 max_keys,
             },
         )
+        .map(Clone::clone)
     });
     let appid = state.appid().to_string();
     let mut s = String::from(xml::DECL);
@@ -688,7 +689,7 @@ pub async fn delete_multiple(state: &Arc<State>, req: Req) -> HandlerResult {
         .child("Quiet")
         .is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
     let keys: Vec<String> = root
-        .children_named("Object")
+        .all("Object")
         .map(|o| o.child("Key").map(|k| k.text.clone()).unwrap_or_default())
         .collect();
     if keys.is_empty() || keys.len() > 1000 {
@@ -702,7 +703,7 @@ pub async fn delete_multiple(state: &Arc<State>, req: Req) -> HandlerResult {
         Ok(keys
             .into_iter()
             .map(|k| {
-                let r = if k.is_empty() || k.len() > 850 {
+                let r = if k.is_empty() || k.len() > cos_wire::MAX_KEY_LEN {
                     Err("InvalidArgument")
                 } else {
                     st.store.delete(&k).map(|_| ()).map_err(|_| "InternalError")

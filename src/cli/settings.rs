@@ -54,10 +54,10 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
     let source = parse_source(&m.source)?;
     let opts = Options::parse(&m.options)?;
     let mountpoint = check_mountpoint(&m.mountpoint)?;
-    let (endpoint, https, endpoint_desc) = endpoint(&opts, &source.bucket);
+    let (endpoint, endpoint_desc) = endpoint(&opts, &source.bucket);
     let passwd_file = opts.passwd_file.as_deref().map(absolute).transpose()?;
     let found = credentials::find_credentials(&source.bucket, passwd_file.as_deref())?;
-    let sse = sse_policy(&opts.sse, https)?;
+    let sse = sse_policy(&opts.sse)?;
     let mut warnings = opts.warnings.clone();
     if let Some(t) = found.expires {
         warnings.push(format!(
@@ -105,19 +105,14 @@ fn absolute(p: &Path) -> Result<PathBuf, CliError> {
     std::path::absolute(p).map_err(|e| CliError::usage(format!("{}: {e}", p.display())))
 }
 
-/// The endpoint, whether it is HTTPS, and a description for messages.
-pub fn endpoint(opts: &Options, bucket: &str) -> (Endpoint, bool, String) {
+/// The endpoint and a description for messages.
+pub fn endpoint(opts: &Options, bucket: &str) -> (Endpoint, String) {
     match &opts.url {
-        Some(url) => (
-            Endpoint::Url(url.clone()),
-            url.starts_with("https://"),
-            url.clone(),
-        ),
+        Some(url) => (Endpoint::Url(url.clone()), url.clone()),
         None => {
             let region = opts.region.as_deref().unwrap_or(DEFAULT_REGION);
             (
                 Endpoint::Region(region.to_string()),
-                true,
                 format!("https://{bucket}.cos.{region}.myqcloud.com"),
             )
         }
@@ -125,7 +120,7 @@ pub fn endpoint(opts: &Options, bucket: &str) -> (Endpoint, bool, String) {
 }
 
 /// Builds and validates the SSE policy, reading the SSE-C key file if any.
-pub fn sse_policy(req: &SseRequest, https: bool) -> Result<SsePolicy, CliError> {
+pub fn sse_policy(req: &SseRequest) -> Result<SsePolicy, CliError> {
     let mode = match req {
         SseRequest::None => SseMode::None,
         SseRequest::Cos => SseMode::CosManaged,
@@ -133,20 +128,11 @@ pub fn sse_policy(req: &SseRequest, https: bool) -> Result<SsePolicy, CliError> 
             key_id: key_id.clone(),
             context: context.clone(),
         },
-        SseRequest::Customer { key_file } => {
-            if !https {
-                // Refuse before reading the keys at all.
-                return Err(CliError::usage(
-                    crate::cos::sse::SseConfigError::CustomerKeyOverHttp.to_string()
-                        + " (use an https:// url=)",
-                ));
-            }
-            SseMode::Customer {
-                keys: load_key_file(&absolute(key_file)?)?,
-            }
-        }
+        SseRequest::Customer { key_file } => SseMode::Customer {
+            keys: load_key_file(&absolute(key_file)?)?,
+        },
     };
-    SsePolicy::new(mode, https).map_err(|e| CliError::usage(e.to_string()))
+    SsePolicy::new(mode).map_err(|e| CliError::usage(e.to_string()))
 }
 
 /// The COS client configuration.
@@ -235,7 +221,6 @@ pub fn fs_config(prefix: &str, opts: &Options) -> Result<FsConfig, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::error::ExitCode;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
@@ -253,15 +238,13 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let (e, https, d) = endpoint(&opts(&[]), "b-1");
+        let (e, d) = endpoint(&opts(&[]), "b-1");
         assert_eq!(e, Endpoint::Region("ap-guangzhou".into()));
-        assert!(https);
         assert_eq!(d, "https://b-1.cos.ap-guangzhou.myqcloud.com");
-        let (e, _, _) = endpoint(&opts(&["region=ap-beijing"]), "b-1");
+        let (e, _) = endpoint(&opts(&["region=ap-beijing"]), "b-1");
         assert_eq!(e, Endpoint::Region("ap-beijing".into()));
-        let (e, https, _) = endpoint(&opts(&["url=http://127.0.0.1:9000"]), "b-1");
+        let (e, _) = endpoint(&opts(&["url=http://127.0.0.1:9000"]), "b-1");
         assert_eq!(e, Endpoint::Url("http://127.0.0.1:9000".into()));
-        assert!(!https);
     }
 
     #[test]
@@ -333,18 +316,18 @@ mod tests {
 
     #[test]
     fn sse_policies() {
-        assert!(!sse_policy(&SseRequest::None, false)
+        assert!(!sse_policy(&SseRequest::None)
             .expect("none")
             .uses_customer_keys());
         assert!(matches!(
-            sse_policy(&SseRequest::Cos, true).expect("cos").mode(),
+            sse_policy(&SseRequest::Cos).expect("cos").mode(),
             SseMode::CosManaged
         ));
         let bad_ctx = SseRequest::Kms {
             key_id: None,
             context: Some("not base64!".into()),
         };
-        assert!(sse_policy(&bad_ctx, true)
+        assert!(sse_policy(&bad_ctx)
             .unwrap_err()
             .message
             .contains("context"));
@@ -355,12 +338,6 @@ mod tests {
         let req = SseRequest::Customer {
             key_file: k.clone(),
         };
-        assert_eq!(
-            sse_policy(&req, true).expect("ssec").customer_keys().len(),
-            1
-        );
-        let e = sse_policy(&req, false).expect_err("http refused");
-        assert_eq!(e.code, ExitCode::Usage);
-        assert!(e.message.contains("HTTPS"), "{}", e.message);
+        assert_eq!(sse_policy(&req).expect("ssec").customer_keys().len(), 1);
     }
 }

@@ -1283,8 +1283,7 @@ mod tests {
             Credentials::new("id", "secret", None),
         );
         let k = CustomerKey::parse(b"0123456789ABCDEF0123456789ABCDEF").unwrap();
-        // SsePolicy::new would refuse too; build it as if for https to test the client's own check.
-        cfg.sse = SsePolicy::new(SseMode::Customer { keys: vec![k] }, true).unwrap();
+        cfg.sse = SsePolicy::new(SseMode::Customer { keys: vec![k] }).unwrap();
         let e = CosHttpClient::new(cfg.clone()).unwrap_err();
         assert_eq!(e.kind, CosErrorKind::Refused);
         assert!(e.to_string().contains("SSE-C"), "{e}");

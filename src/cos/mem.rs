@@ -184,7 +184,7 @@ impl MemStore {
                 return Err(CosError::local(kind, op, key, "injected fault"));
             }
         }
-        if key.len() > 850 {
+        if key.len() > super::limits::MAX_KEY_LEN {
             return Err(err(op, key, 400, "KeyTooLong"));
         }
         Ok(())
@@ -385,55 +385,31 @@ impl ObjectClient for MemStore {
         self.enter(CosOp::ListObjects, prefix).await?;
         let max = max_keys.clamp(1, super::limits::MAX_KEYS) as usize;
         let st = self.state.lock();
-        let mut page = ListPage::default();
-        let mut n = 0usize;
-        let mut last = String::new();
-        let start = marker.unwrap_or("");
-        // Keys with the prefix are contiguous in sorted order: start at the later of the
-        // marker (exclusive) and the prefix (inclusive), stop at the first key without it.
-        let lower = if start >= prefix {
-            std::ops::Bound::Excluded(start)
-        } else {
-            std::ops::Bound::Included(prefix)
+        // The same page logic as coslocal's, so the mock and the server cannot disagree.
+        let found = cos_wire::list::list(
+            &st.objects,
+            &cos_wire::list::ListQuery {
+                prefix,
+                delimiter,
+                marker: marker.unwrap_or(""),
+                max_keys: max,
+            },
+        );
+        let mut page = ListPage {
+            next_marker: found.next_marker,
+            ..ListPage::default()
         };
-        for (k, o) in st
-            .objects
-            .range::<str, _>((lower, std::ops::Bound::Unbounded))
-        {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            let rest = &k[prefix.len()..];
-            let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-                rest.find(d)
-                    .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
-            });
-            if let Some(cp) = rolled {
-                // A common prefix at or before the marker was returned on an earlier page.
-                if start.starts_with(cp.as_str()) || page.common_prefixes.last() == Some(&cp) {
-                    continue;
-                }
-                if n == max {
-                    page.next_marker = Some(last);
-                    return Ok(page);
-                }
-                last = cp.clone();
-                page.common_prefixes.push(cp);
-            } else {
-                if n == max {
-                    page.next_marker = Some(last);
-                    return Ok(page);
-                }
-                last = k.clone();
-                page.objects.push(ListEntry {
-                    key: k.clone(),
+        for item in found.items {
+            match item {
+                cos_wire::list::Item::Prefix(p) => page.common_prefixes.push(p),
+                cos_wire::list::Item::Object(key, o) => page.objects.push(ListEntry {
+                    key,
                     size: o.data.len() as u64,
                     etag: o.etag.clone(),
                     last_modified: o.last_modified,
                     storage_class: None,
-                });
+                }),
             }
-            n += 1;
         }
         Ok(page)
     }
@@ -786,7 +762,7 @@ mod tests {
     fn ssec_objects_record_headers_and_need_the_key() {
         use crate::cos::sse::CustomerKey;
         let k = CustomerKey::parse(b"0123456789ABCDEF0123456789ABCDEF").unwrap();
-        let pol = SsePolicy::new(SseMode::Customer { keys: vec![k] }, true).unwrap();
+        let pol = SsePolicy::new(SseMode::Customer { keys: vec![k] }).unwrap();
         let s = MemStore::new(pol);
         rt().block_on(async {
             s.put("k", Bytes::from_static(b"hi"), &PutOptions::default())

@@ -405,6 +405,8 @@ pub mod limits {
     pub const MAX_PARTS: u32 = 10_000;
     /// Maximum keys per listing page and per multi-delete.
     pub const MAX_KEYS: u32 = 1000;
+    /// Longest object key (UTF-8 bytes).
+    pub use cos_wire::MAX_KEY_LEN;
 }
 
 #[cfg(test)]

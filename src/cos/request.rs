@@ -16,15 +16,13 @@
 
 use super::config::{CosClientConfig, Credentials, Endpoint};
 use super::error::{CosError, CosErrorKind};
+use super::limits;
 use super::op::CosOp;
 use super::sign::{self, cos_encode, KeyTime, SignInput};
 use super::sse::{ReadKey, SsePolicy};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-
-/// Longest key COS accepts (UTF-8 bytes).
-pub const MAX_KEY_LEN: usize = 850;
 
 /// How long a signature stays valid. One attempt never takes this long except a
 /// Complete that streams keep-alive spaces; an hour covers that too.
@@ -149,8 +147,8 @@ pub fn check_key(op: CosOp, key: &str) -> Result<(), CosError> {
             "the keys \".\" and \"..\" cannot be addressed: URL normalisation removes them",
         );
     }
-    if key.len() > MAX_KEY_LEN {
-        return refuse("key longer than 850 bytes");
+    if key.len() > limits::MAX_KEY_LEN {
+        return refuse("key longer than COS allows (850 bytes)");
     }
     Ok(())
 }
@@ -386,14 +384,14 @@ fn header_value(op: CosOp, key: &str, name: &str, v: &str) -> Result<HeaderValue
 impl Requester {
     pub fn new(http: reqwest::Client, cfg: &CosClientConfig) -> Result<Requester, CosError> {
         let addr = Addressing::new(cfg)?;
-        if cfg.sse.uses_customer_keys() && !addr.is_https() {
-            return Err(CosError::local(
+        cfg.sse.check_transport(addr.is_https()).map_err(|e| {
+            CosError::local(
                 CosErrorKind::Refused,
                 CosOp::HeadBucket,
                 "",
-                "SSE-C requires an https:// endpoint: COS refuses customer keys over plain HTTP and sending one would expose it",
-            ));
-        }
+                format!("{e} (use an https:// endpoint)"),
+            )
+        })?;
         Ok(Requester {
             http,
             addr,
@@ -426,16 +424,8 @@ impl Requester {
         let op = spec.op;
         let key = spec.key.as_str();
         let url = self.addr.url(op, key, &spec.query)?;
-        // The belt to SsePolicy::new's braces: a customer key never leaves over plain HTTP.
+        // The transport was checked against the policy when this builder was made.
         let sse = self.sse.headers_for(op, spec.read);
-        if !sse.is_empty() && sse.iter().any(|h| h.sensitive) && !self.addr.is_https() {
-            return Err(CosError::local(
-                CosErrorKind::Refused,
-                op,
-                key,
-                "SSE-C over plain HTTP refused",
-            ));
-        }
 
         // (name, value, sensitive) of every header to send; all are signed except none.
         let mut hs: Vec<(String, String, bool)> = Vec::new();
@@ -662,7 +652,7 @@ mod tests {
     fn customer_cfg(endpoint: &str) -> CosClientConfig {
         let mut c = cfg(Endpoint::Url(endpoint.into()));
         let k = CustomerKey::parse(b"0123456789ABCDEF0123456789ABCDEF").unwrap();
-        c.sse = SsePolicy::new(SseMode::Customer { keys: vec![k] }, true).unwrap();
+        c.sse = SsePolicy::new(SseMode::Customer { keys: vec![k] }).unwrap();
         c
     }
 

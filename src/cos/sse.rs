@@ -184,11 +184,11 @@ impl SsePolicy {
         }
     }
 
-    /// Validates `mode` once. `https` says whether the endpoint is `https://`.
-    pub fn new(mode: SseMode, https: bool) -> Result<SsePolicy, SseConfigError> {
+    /// Validates `mode` once. Whether the endpoint may carry it is
+    /// [`SsePolicy::check_transport`]'s question, asked where the two meet.
+    pub fn new(mode: SseMode) -> Result<SsePolicy, SseConfigError> {
         match &mode {
             SseMode::Customer { keys } if keys.is_empty() => return Err(SseConfigError::NoKeys),
-            SseMode::Customer { .. } if !https => return Err(SseConfigError::CustomerKeyOverHttp),
             SseMode::Kms {
                 context: Some(c), ..
             } => {
@@ -213,6 +213,17 @@ impl SsePolicy {
     /// Whether requests carry a customer key (and so must go over HTTPS).
     pub fn uses_customer_keys(&self) -> bool {
         matches!(self.mode, SseMode::Customer { .. })
+    }
+
+    /// The one place that decides whether this policy may be used over an endpoint:
+    /// customer keys never travel over plain HTTP (COS refuses them there, and sending one
+    /// would expose it). The request builder calls this once, when it is made; a builder
+    /// never changes its endpoint or policy afterwards, so no request can escape it.
+    pub fn check_transport(&self, https: bool) -> Result<(), SseConfigError> {
+        if self.uses_customer_keys() && !https {
+            return Err(SseConfigError::CustomerKeyOverHttp);
+        }
+        Ok(())
     }
 
     /// The customer key history (empty unless SSE-C).
@@ -413,14 +424,19 @@ mod tests {
 
     #[test]
     fn customer_keys_over_http_are_refused() {
-        let e = SsePolicy::new(SseMode::Customer { keys: keys() }, false).unwrap_err();
-        assert_eq!(e, SseConfigError::CustomerKeyOverHttp);
-        assert!(SsePolicy::new(SseMode::CosManaged, false).is_ok());
+        let ssec = SsePolicy::new(SseMode::Customer { keys: keys() }).unwrap();
+        assert_eq!(
+            ssec.check_transport(false),
+            Err(SseConfigError::CustomerKeyOverHttp)
+        );
+        assert_eq!(ssec.check_transport(true), Ok(()));
+        let managed = SsePolicy::new(SseMode::CosManaged).unwrap();
+        assert_eq!(managed.check_transport(false), Ok(()));
     }
 
     #[test]
     fn ssec_matrix_over_every_operation() {
-        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }).unwrap();
         for op in CosOp::ALL {
             let h = p.headers_for(op, ReadKey::Customer(1));
             let expect: Vec<&str> = match op {
@@ -462,15 +478,12 @@ mod tests {
 
     #[test]
     fn managed_modes_only_touch_object_creating_requests() {
-        let kms = SsePolicy::new(
-            SseMode::Kms {
-                key_id: Some("kms-1".into()),
-                context: Some("eyJhIjoiYiJ9".into()),
-            },
-            false,
-        )
+        let kms = SsePolicy::new(SseMode::Kms {
+            key_id: Some("kms-1".into()),
+            context: Some("eyJhIjoiYiJ9".into()),
+        })
         .unwrap();
-        let cos = SsePolicy::new(SseMode::CosManaged, true).unwrap();
+        let cos = SsePolicy::new(SseMode::CosManaged).unwrap();
         for op in CosOp::ALL {
             let creates = matches!(
                 op,
@@ -490,19 +503,16 @@ mod tests {
                 .headers_for(op, ReadKey::Customer(0))
                 .is_empty());
         }
-        assert!(SsePolicy::new(
-            SseMode::Kms {
-                key_id: None,
-                context: Some("not base64!".into())
-            },
-            true
-        )
+        assert!(SsePolicy::new(SseMode::Kms {
+            key_id: None,
+            context: Some("not base64!".into())
+        })
         .is_err());
     }
 
     #[test]
     fn echo_check_catches_a_server_that_ignored_the_policy() {
-        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }).unwrap();
         let good = |n: &str| match n {
             "x-cos-server-side-encryption-customer-algorithm" => Some("AES256".to_string()),
             "x-cos-server-side-encryption-customer-key-md5" => {
@@ -513,13 +523,13 @@ mod tests {
         assert!(p.check_echo(CosOp::PutObject, &good).is_ok());
         assert!(p.check_echo(CosOp::PutObject, &|_| None).is_err());
         assert!(p.check_echo(CosOp::UploadPart, &|_| None).is_ok());
-        let cos = SsePolicy::new(SseMode::CosManaged, true).unwrap();
+        let cos = SsePolicy::new(SseMode::CosManaged).unwrap();
         assert!(cos.check_echo(CosOp::CompleteMultipart, &|_| None).is_err());
     }
 
     #[test]
     fn debug_output_never_shows_the_key() {
-        let p = SsePolicy::new(SseMode::Customer { keys: keys() }, true).unwrap();
+        let p = SsePolicy::new(SseMode::Customer { keys: keys() }).unwrap();
         let dbg = format!(
             "{p:?} {:?}",
             p.headers_for(CosOp::PutObject, ReadKey::Plain)

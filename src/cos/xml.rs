@@ -1,40 +1,14 @@
 //! The XML bodies of COS requests and responses: building the two request bodies (Delete
 //! Multiple, Complete) and parsing every response body the client reads.
 //!
-//! Responses are read into a small element tree first, keyed by *local* names, so an
-//! `xmlns` (which some COS responses carry) or a prefix never changes the result. Leading
-//! whitespace is skipped because Complete streams spaces before its XML. A body whose root is
+//! Responses are read into the element tree of [`cos_wire::xml`] first (local names,
+//! bounded depth, leading whitespace skipped). A body whose root is
 //! `<Error>` is reported as such whatever the HTTP status was: Copy and Complete can fail
 //! inside a 200. Values that `encoding-type=url` percent-encodes are decoded here.
 
 use super::{ListEntry, ListPage, ListPartsPage, ListUploadsPage, PartInfo, UploadId, UploadInfo};
-use quick_xml::events::Event;
+pub use cos_wire::xml::{can_carry, parse, Element};
 use std::time::SystemTime;
-
-/// One element: its local name, its own text (concatenated) and its child elements.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Node {
-    pub name: String,
-    pub text: String,
-    pub children: Vec<Node>,
-}
-
-impl Node {
-    /// The first child element called `name`.
-    pub fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    /// Every child element called `name`.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
-    /// The text of the first child called `name`.
-    pub fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|c| c.text.as_str())
-    }
-}
 
 /// The fields of an `<Error>` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,56 +18,8 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
-/// Parses an XML document into its root element.
-pub fn parse(body: &[u8]) -> Result<Node, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("response is not UTF-8: {e}"))?;
-    let mut reader = quick_xml::Reader::from_str(text.trim_start());
-    let mut stack: Vec<Node> = Vec::new();
-    loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))?;
-        match ev {
-            Event::Start(s) => stack.push(Node {
-                name: String::from_utf8_lossy(s.local_name().as_ref()).into_owned(),
-                ..Node::default()
-            }),
-            Event::Empty(s) => {
-                let node = Node {
-                    name: String::from_utf8_lossy(s.local_name().as_ref()).into_owned(),
-                    ..Node::default()
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => return Ok(node),
-                }
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t.unescape().map_err(|e| format!("bad XML text: {e}"))?;
-                    top.text.push_str(&s);
-                }
-            }
-            Event::CData(c) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&String::from_utf8_lossy(&c));
-                }
-            }
-            Event::End(_) => {
-                let node = stack.pop().ok_or("unbalanced XML")?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => return Ok(node),
-                }
-            }
-            Event::Eof => return Err("XML document ended early".into()),
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
-        }
-    }
-}
-
 /// The `<Error>` of a body, if the body is one.
-pub fn error_of(root: &Node) -> Option<ErrorBody> {
+pub fn error_of(root: &Element) -> Option<ErrorBody> {
     (root.name == "Error").then(|| ErrorBody {
         code: root.text_of("Code").map(|s| s.trim().to_string()),
         message: root.text_of("Message").map(|s| s.trim().to_string()),
@@ -341,25 +267,13 @@ pub fn parse_list_uploads(body: &[u8]) -> Result<ListUploadsPage, String> {
     Ok(page)
 }
 
-/// Escapes text for an XML element. Characters XML 1.0 cannot carry at all (most control
-/// characters) make it fail.
+/// Escapes text for a request body; what XML cannot carry at all (most control characters)
+/// is refused, since COS could never read it back.
 pub fn escape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push_str(&format!("&#{};", ch as u32)),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
-                return Err(format!("{s:?} contains a character XML cannot carry"))
-            }
-            c => out.push(c),
-        }
+    if !can_carry(s) {
+        return Err(format!("{s:?} contains a character XML cannot carry"));
     }
-    Ok(out)
+    Ok(cos_wire::xml::escape(s))
 }
 
 /// The body of Delete Multiple Objects (quiet mode).

@@ -40,6 +40,9 @@ pub enum FsErrorKind {
     TooManyFiles,
     /// A local I/O failure (staging file).
     LocalIo,
+    /// The object changed under an open handle, or was replaced by one of another type: the
+    /// handle's view is stale (a pinned read answered 412).
+    Stale,
 }
 
 /// A failed filesystem operation.

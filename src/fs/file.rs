@@ -157,7 +157,7 @@ impl<C: ObjectClient> CosFs<C> {
                     h.served.store(true, Ordering::Relaxed);
                     return Ok(b);
                 }
-                Err(e) if e.kind == FsErrorKind::Cos(CosErrorKind::PreconditionFailed) => {
+                Err(e) if e.kind == FsErrorKind::Stale => {
                     self.inner.table.lock().invalidate(h.ino);
                     // The object changed (another client, or within the stat TTL): a
                     // handle that has returned nothing yet simply reads the new version;

@@ -33,7 +33,7 @@ impl<C: ObjectClient> CosFs<C> {
         let fresh = self.resolve(n.parent, &n.name).await?;
         if fresh.ino != ino {
             return Err(fs_err(
-                FsErrorKind::Cos(CosErrorKind::PreconditionFailed),
+                FsErrorKind::Stale,
                 format!("{} was replaced by an object of another type", n.name),
             ));
         }

@@ -86,8 +86,6 @@ use write::Writer;
 
 /// Longest path component (NAME_MAX).
 const NAME_MAX: usize = 255;
-/// Longest object key COS accepts.
-const KEY_MAX: usize = 850;
 /// Keys per listing page.
 const PAGE: u32 = crate::cos::limits::MAX_KEYS;
 
@@ -229,7 +227,7 @@ fn check_name(name: &str) -> Result<(), FsError> {
 
 fn check_key(key: &str) -> Result<(), FsError> {
     // A directory key carries one more byte (the trailing slash).
-    if key.len() + 1 > KEY_MAX {
+    if key.len() + 1 > crate::cos::limits::MAX_KEY_LEN {
         return Err(fs_err(
             FsErrorKind::NameTooLong,
             format!("key of {} bytes", key.len()),

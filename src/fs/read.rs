@@ -522,7 +522,13 @@ impl<C: ObjectClient> Reader<C> {
         let mut buf = self.pool.take(want as usize).await;
         // Pinned to the version the handle reads: a changed object is 412 (ESTALE).
         let req = GetRequest::from(Some(start..end)).if_match(&obj.etag);
-        let resp = self.client.get(&obj.key, req).await?;
+        let resp = self.client.get(&obj.key, req).await.map_err(|e| {
+            if e.kind == CosErrorKind::PreconditionFailed {
+                fs_err(FsErrorKind::Stale, format!("{} changed: {e}", obj.key))
+            } else {
+                FsError::from(e)
+            }
+        })?;
         let object_crc = resp.meta.crc64;
         let mut stream = resp.body;
         // Each block's CRC-64 is computed as its bytes arrive (while they are in the CPU's

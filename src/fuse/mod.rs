@@ -78,6 +78,7 @@ pub fn errno_of(e: &FsError) -> i32 {
         FsErrorKind::BadHandle => libc::EBADF,
         FsErrorKind::TooManyFiles => libc::EMFILE,
         FsErrorKind::LocalIo => libc::EIO,
+        FsErrorKind::Stale => libc::ESTALE,
     }
 }
 
@@ -931,6 +932,7 @@ mod tests {
         assert_eq!(errno_of(&e(FsErrorKind::Unsupported)), libc::ENOTSUP);
         assert_eq!(errno_of(&e(FsErrorKind::NameTooLong)), libc::ENAMETOOLONG);
         assert_eq!(errno_of(&e(FsErrorKind::FileTooLarge)), libc::EFBIG);
+        assert_eq!(errno_of(&e(FsErrorKind::Stale)), libc::ESTALE);
     }
 
     #[test]

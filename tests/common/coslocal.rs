@@ -35,21 +35,18 @@ pub fn key_b() -> CustomerKey {
 
 /// The SSE policy for a key history (first key writes).
 pub fn ssec(keys: Vec<CustomerKey>) -> SsePolicy {
-    SsePolicy::new(SseMode::Customer { keys }, true).expect("valid SSE-C policy")
+    SsePolicy::new(SseMode::Customer { keys }).expect("valid SSE-C policy")
 }
 
 pub fn sse_cos() -> SsePolicy {
-    SsePolicy::new(SseMode::CosManaged, true).expect("SSE-COS")
+    SsePolicy::new(SseMode::CosManaged).expect("SSE-COS")
 }
 
 pub fn sse_kms(key_id: &str) -> SsePolicy {
-    SsePolicy::new(
-        SseMode::Kms {
-            key_id: Some(key_id.to_string()),
-            context: None,
-        },
-        true,
-    )
+    SsePolicy::new(SseMode::Kms {
+        key_id: Some(key_id.to_string()),
+        context: None,
+    })
     .expect("SSE-KMS")
 }
 

@@ -1,5 +1,6 @@
-//! GET Bucket (v1) listing logic over the sorted key index: prefix, delimiter roll-up into
-//! common prefixes, exclusive marker, max-keys and truncation.
+//! What a GET Bucket (v1) page holds, computed over a sorted key map: prefix, delimiter
+//! roll-up into common prefixes, exclusive marker, max-keys and truncation. Both stores
+//! that answer listings use it: coslocal's index and the client's in-memory store.
 //!
 //! Nothing is skipped: a directory marker object `dir/` is returned in Contents when
 //! listing `prefix=dir/` (clients must skip it themselves, as with real COS).
@@ -40,9 +41,28 @@ pub struct Page<V> {
     pub next_marker: Option<String>,
 }
 
-/// Lists `map` (keyed by object key) for `q`.
-pub fn list<V: Clone>(map: &BTreeMap<String, V>, q: &ListQuery<'_>) -> Page<V> {
-    let mut items: Vec<Item<V>> = Vec::new();
+impl<V> Page<V> {
+    /// The same page with every object's value mapped (e.g. to an owned copy, so the page
+    /// outlives the lock on the map).
+    pub fn map<W>(self, mut f: impl FnMut(V) -> W) -> Page<W> {
+        Page {
+            items: self
+                .items
+                .into_iter()
+                .map(|i| match i {
+                    Item::Object(k, v) => Item::Object(k, f(v)),
+                    Item::Prefix(p) => Item::Prefix(p),
+                })
+                .collect(),
+            truncated: self.truncated,
+            next_marker: self.next_marker,
+        }
+    }
+}
+
+/// Lists `map` (keyed by object key) for `q`; objects come with a reference to their value.
+pub fn list<'m, V>(map: &'m BTreeMap<String, V>, q: &ListQuery<'_>) -> Page<&'m V> {
+    let mut items: Vec<Item<&'m V>> = Vec::new();
     let mut truncated = false;
     if q.max_keys == 0 {
         return Page {
@@ -79,7 +99,7 @@ pub fn list<V: Clone>(map: &BTreeMap<String, V>, q: &ListQuery<'_>) -> Page<V> {
                     }
                     Item::Prefix(cp)
                 }
-                None => Item::Object(k.clone(), v.clone()),
+                None => Item::Object(k.clone(), v),
             };
             if items.len() == q.max_keys {
                 truncated = true;
@@ -120,7 +140,7 @@ mod tests {
         keys.iter().map(|k| (k.to_string(), ())).collect()
     }
 
-    fn names(p: &Page<()>) -> Vec<String> {
+    fn names(p: &Page<&()>) -> Vec<String> {
         p.items
             .iter()
             .map(|i| match i {
