@@ -7,10 +7,8 @@
 //! bodies and parts are checksummed locally; Complete is checked against the parts' CRCs
 //! combined, copies against the source's CRC).
 //!
-//! SSE-C reads use the key history: HEAD/GET (and copy sources) try the keys starting with
-//! the one that last opened that object (a bounded LRU of hints), moving on after a 400 or
-//! 403 (HEAD has no error body, so the status is all there is). When none opens the object,
-//! the error is `SseKeyRejected`, naming the key.
+//! SSE-C reads (HEAD, GET, copy sources) try the key history through `read_keys.rs`, which
+//! knows which key last opened which object.
 //!
 //! GET bodies are streamed. If the connection breaks mid-body, the stream re-requests the
 //! remaining range itself (same key, `If-Match` on the ETag so a changed object is an error,
@@ -28,10 +26,11 @@ use super::config::CosClientConfig;
 use super::crc64;
 use super::error::{CosError, CosErrorKind};
 use super::op::CosOp;
+use super::read_keys::{is_key_rejection, ReadKeys};
 use super::request::{check_key, content_md5, RequestSpec, Requester};
 use super::response::{
-    check_crc, content_length, crc_header, etag_header, header, invalid, is_key_rejection,
-    meta_from_headers, parse_content_range, result_body, transport_error,
+    check_crc, content_length, crc_header, etag_header, header, invalid, meta_from_headers,
+    parse_content_range, result_body, transport_error,
 };
 use super::retry::{self, RetryPolicy};
 use super::sse::{ReadKey, SsePolicy};
@@ -43,20 +42,15 @@ use super::{
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use lru::LruCache;
-use parking_lot::Mutex;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response};
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How many objects' working SSE-C key is remembered.
-const READ_HINTS: usize = 8192;
 /// Parallel Upload Part - Copy requests of one multipart copy.
 const COPY_PARALLELISM: usize = 4;
 /// Bodies larger than this are checksummed off the async workers.
@@ -81,8 +75,8 @@ struct Inner {
     read_timeout: Duration,
     multipart_copy_threshold: u64,
     copy_part_size: u64,
-    /// Object key → the read key that last opened it (only used with SSE-C).
-    hints: Mutex<LruCache<String, ReadKey>>,
+    /// Which SSE-C key opens which object.
+    keys: ReadKeys,
     requests: AtomicU64,
 }
 
@@ -146,9 +140,7 @@ impl CosHttpClient {
                 read_timeout: cfg.read_timeout,
                 multipart_copy_threshold: cfg.multipart_copy_threshold,
                 copy_part_size: cfg.copy_part_size.max(limits::MIN_PART_SIZE),
-                hints: Mutex::new(LruCache::new(
-                    NonZeroUsize::new(READ_HINTS).unwrap_or(NonZeroUsize::MIN),
-                )),
+                keys: ReadKeys::new(cfg.sse.clone()),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -171,26 +163,20 @@ impl CosHttpClient {
 
     /// The read key remembered for `key`, if any.
     pub fn read_hint(&self, key: &str) -> Option<ReadKey> {
-        self.inner.hints.lock().peek(key).copied()
+        self.inner.keys.hint(key)
     }
 
     fn remember(&self, key: &str, rk: ReadKey) {
-        if self.sse().uses_customer_keys() {
-            self.inner.hints.lock().put(key.to_string(), rk);
-        }
+        self.inner.keys.remember(key, rk);
     }
 
     fn forget(&self, key: &str) {
-        self.inner.hints.lock().pop(key);
+        self.inner.keys.forget(key);
     }
 
     /// The read key new objects get under the policy.
     fn write_read_key(&self) -> ReadKey {
-        if self.sse().uses_customer_keys() {
-            ReadKey::Customer(0)
-        } else {
-            ReadKey::Plain
-        }
+        self.inner.keys.for_new_objects()
     }
 
     /// Time allowed until the response headers arrive: the read timeout plus the time to
@@ -291,50 +277,13 @@ impl CosHttpClient {
         .await
     }
 
-    /// Runs a read of `key` with each candidate SSE-C key in turn (the remembered one first)
-    /// until one is accepted; records the winner.
+    /// Runs a read of `key` with each candidate SSE-C key in turn (see [`ReadKeys::probe`]).
     async fn with_read_keys<T, F, Fut>(&self, op: CosOp, key: &str, f: F) -> Result<T, CosError>
     where
         F: Fn(ReadKey) -> Fut,
         Fut: Future<Output = Result<T, CosError>>,
     {
-        if !self.sse().uses_customer_keys() {
-            return f(ReadKey::Plain).await;
-        }
-        let mut order = self.sse().read_candidates();
-        if let Some(h) = self.read_hint(key) {
-            if let Some(i) = order.iter().position(|c| *c == h) {
-                let h = order.remove(i);
-                order.insert(0, h);
-            }
-        }
-        let mut last: Option<CosError> = None;
-        for rk in order {
-            match f(rk).await {
-                Ok(v) => {
-                    self.remember(key, rk);
-                    return Ok(v);
-                }
-                Err(e) if is_key_rejection(&e) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        self.forget(key);
-        let last =
-            last.unwrap_or_else(|| CosError::local(CosErrorKind::SseKeyRejected, op, key, ""));
-        Err(CosError {
-            kind: CosErrorKind::SseKeyRejected,
-            message: format!(
-                "neither the SSE-C key history (key MD5s {}) nor no key opens this object",
-                self.sse()
-                    .customer_keys()
-                    .iter()
-                    .map(|k| k.md5_b64())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            ..last
-        })
+        self.inner.keys.probe(op, key, f).await
     }
 
     async fn head_with(&self, key: &str, rk: ReadKey) -> Result<ObjectMeta, CosError> {

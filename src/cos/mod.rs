@@ -11,6 +11,7 @@ pub mod error;
 pub mod faulty;
 pub mod http;
 pub mod mem;
+mod read_keys;
 pub mod request;
 mod response;
 pub mod retry;

@@ -12,22 +12,6 @@ use reqwest::header::HeaderMap;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-/// Whether a failed read may just be the wrong SSE-C key: a 400 or 403 that is not clearly
-/// about the credentials or the clock.
-pub(super) fn is_key_rejection(e: &CosError) -> bool {
-    matches!(e.status, Some(400) | Some(403))
-        && !matches!(
-            e.code.as_deref(),
-            Some("SignatureDoesNotMatch")
-                | Some("InvalidAccessKeyId")
-                | Some("RequestTimeTooSkewed")
-                | Some("Request has expired")
-                | Some("ExpiredToken")
-                | Some("InvalidObjectState")
-                | Some("PathStyleDomainForbidden")
-        )
-}
-
 pub(super) fn transport_error(op: CosOp, key: &str, e: reqwest::Error) -> CosError {
     let kind = if e.is_timeout() {
         CosErrorKind::Timeout
@@ -191,25 +175,6 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-4/16"), None);
         assert_eq!(parse_content_range("bytes 0-16/16"), None);
         assert_eq!(parse_content_range("bytes */16"), None);
-    }
-
-    #[test]
-    fn key_rejection_excludes_credential_errors() {
-        let e = |status, code: Option<&str>| {
-            CosError::from_response(
-                CosOp::GetObject,
-                "k",
-                status,
-                code.map(str::to_string),
-                String::new(),
-                None,
-            )
-        };
-        assert!(is_key_rejection(&e(400, None)));
-        assert!(is_key_rejection(&e(403, Some("AccessDenied"))));
-        assert!(is_key_rejection(&e(400, Some("SsecDecryptHeaderInvalid"))));
-        assert!(!is_key_rejection(&e(403, Some("SignatureDoesNotMatch"))));
-        assert!(!is_key_rejection(&e(404, None)));
     }
 
     #[test]
