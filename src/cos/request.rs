@@ -148,7 +148,10 @@ pub fn check_key(op: CosOp, key: &str) -> Result<(), CosError> {
         );
     }
     if key.len() > limits::MAX_KEY_LEN {
-        return refuse("key longer than COS allows (850 bytes)");
+        return refuse(&format!(
+            "key longer than COS allows ({} bytes)",
+            limits::MAX_KEY_LEN
+        ));
     }
     Ok(())
 }
