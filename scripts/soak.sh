@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak of the durability model (tests/model): random schedules of create, write, pwrite,
+# Soak of the durability model (tests/support/model.rs): random schedules of create, write, pwrite,
 # append, truncate, read, fsync, close, rename and unlink, with several handles per file,
 # run while requests fail, each checked against a model of what was acknowledged.
 #   1. in process: CosFs over the in-memory store behind FaultyClient (25 % of requests
@@ -14,7 +14,7 @@
 # program; silent mismatches (must be 0); non-sticky errors (must be 0); file writes that
 # succeeded (a file opened for writing, written, and closed without any error).
 # Exits non-zero on any violation; the failing seeds are named (keep them as regressions
-# in tests/fs_model.rs / tests/mount_model.rs).
+# in tests/fs/durability_model.rs / tests/mount/durability_model.rs).
 #
 # Usage: scripts/soak.sh [SEEDS] [OPS_PER_SEED] [MINUTES]
 #   defaults: 20 seeds x 150 ops through the kernel within 30 minutes; 10x the seeds in
@@ -37,7 +37,7 @@ export CI=1
 } | tee "$OUT"
 status=0
 COSMOUNT_MODEL_SEEDS=$((SEEDS * 10)) COSMOUNT_MODEL_OPS=$((OPS * 2)) COSMOUNT_MODEL_FIRST_SEED=$((FIRST * 10)) \
-    cargo test --release --quiet --test fs_model soak_in_process -- --ignored --nocapture \
+    cargo test --release --quiet --test fs soak_in_process -- --ignored --nocapture \
     2>&1 | grep -E '^\||^seed |failing seeds' | tee -a "$OUT" || status=1
 {
     echo
@@ -45,7 +45,7 @@ COSMOUNT_MODEL_SEEDS=$((SEEDS * 10)) COSMOUNT_MODEL_OPS=$((OPS * 2)) COSMOUNT_MO
 } | tee -a "$OUT"
 COSMOUNT_MODEL_SEEDS=$SEEDS COSMOUNT_MODEL_OPS=$OPS COSMOUNT_MODEL_FIRST_SEED=$FIRST \
     COSMOUNT_MODEL_SECONDS=$((MINUTES * 60)) COSMOUNT_TEST_TIMEOUT=$((MINUTES * 60 + 600)) \
-    cargo test --quiet --test mount_model soak_through_the_kernel -- --ignored --nocapture \
+    cargo test --quiet --test mount soak_through_the_kernel -- --ignored --nocapture \
     2>&1 | grep -E '^\||^seed |time budget|panicked|violations|succeeded' | tee -a "$OUT" || status=1
 # The grep above keeps the tables; the test's own exit status decides.
 if grep -qE 'SILENT MISMATCH|NON-STICKY|failing seeds|panicked' "$OUT"; then status=1; fi

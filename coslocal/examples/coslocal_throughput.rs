@@ -8,15 +8,13 @@
 
 use bytes::Bytes;
 use cos_wire::sign::{authorization, sign, KeyTime, SignInput};
-use coslocal::{self as server, FaultConfig, ServerConfig, ServerCredential, TlsMode};
+use coslocal::testkit::{TestServer, SECRET_ID as ID, SECRET_KEY as SECRET};
+use coslocal::TlsMode;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-const BUCKET: &str = "bench-1250000000";
-const ID: &str = "AKIDbench";
-const SECRET: &str = "bench-secret";
 const KEY_B64: &str = "MDEyMzQ1Njc4OUFCQ0RFRjAxMjM0NTY3ODlBQkNERUY=";
 const KEY_MD5: &str = "U5L61r7jcwdNvT7frmUG8g==";
 
@@ -202,45 +200,28 @@ async fn read_all(client: &reqwest::Client, endpoint: &str, o: &Opts) -> Result<
 }
 
 async fn run(o: &Opts, tls: bool) -> Result<(f64, Vec<f64>), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ca = dir.path().join("ca.pem");
-    let handle = server::spawn(ServerConfig {
-        data_dir: dir.path().join("data"),
-        bucket: BUCKET.into(),
-        region: "ap-guangzhou".into(),
-        listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-        tls: if tls {
-            TlsMode::SelfSigned { ca_out: ca.clone() }
-        } else {
-            TlsMode::Plain
-        },
-        credentials: vec![ServerCredential {
-            secret_id: ID.into(),
-            secret_key: SECRET.into(),
-            token: None,
-        }],
-        request_log: None,
-        faults: FaultConfig::default(),
-        control_listen: None,
-        tls_handshake_timeout: server::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-        header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
+    // No request log: it would measure the log's writes too.
+    let server = TestServer::start_with(|c| {
+        c.request_log = None;
+        if !tls {
+            c.tls = TlsMode::Plain;
+        }
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await;
     let mut b = reqwest::Client::builder().pool_max_idle_per_host(o.parallel * 2);
     if tls {
-        let pem = std::fs::read(&ca).map_err(|e| e.to_string())?;
+        let pem = std::fs::read(&server.ca).map_err(|e| e.to_string())?;
         b = b
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?);
     }
     let client = b.build().map_err(|e| e.to_string())?;
-    let endpoint = handle.endpoint();
+    let endpoint = server.endpoint();
     let up = upload(&client, &endpoint, o.size_mib * 1024 * 1024, o.sse_c).await?;
     let mut reads = Vec::new();
     for _ in 0..o.rounds {
         reads.push(read_all(&client, &endpoint, o).await?);
     }
-    handle.shutdown().await;
+    server.handle.shutdown().await;
     Ok((up, reads))
 }
 

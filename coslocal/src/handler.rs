@@ -41,12 +41,6 @@ impl Req {
 
 pub type HandlerResult = Result<Response<RespBody>, ApiError>;
 
-/// Whether the Complete handler should send whitespace before its result right away
-/// (for testing clients' whitespace handling); read per request.
-pub fn complete_whitespace_forced() -> bool {
-    std::env::var_os("COSLOCAL_COMPLETE_WHITESPACE").is_some_and(|v| v == "1")
-}
-
 fn host_of(parts: &hyper::http::request::Parts) -> String {
     let h = parts
         .headers

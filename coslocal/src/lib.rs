@@ -34,6 +34,7 @@ pub mod reqlog;
 pub mod route;
 pub mod sse;
 pub mod store;
+pub mod testkit;
 pub mod tls;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,30 @@ pub struct ServerConfig {
     /// connections are closed after this. Keep it above clients' pool idle timeouts
     /// (cosmount's is 50 s), or a client may reuse a connection the server is closing.
     pub header_read_timeout: Duration,
+    /// Send whitespace before every Complete Multipart Upload result right away, as COS
+    /// may while it merges, so clients' handling of it can be tested.
+    pub complete_whitespace: bool,
+}
+
+impl ServerConfig {
+    /// A plain-HTTP server on a free loopback port with no credentials, request log,
+    /// faults or control endpoint; callers set what they need with struct update syntax.
+    pub fn new(data_dir: PathBuf, bucket: &str, region: &str) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            bucket: bucket.into(),
+            region: region.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: TlsMode::Plain,
+            credentials: Vec::new(),
+            request_log: None,
+            faults: FaultConfig::default(),
+            control_listen: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            complete_whitespace: false,
+        }
+    }
 }
 
 /// The default [`ServerConfig::tls_handshake_timeout`].
@@ -174,6 +199,8 @@ pub struct State {
     /// Leave `x-cos-hash-crc64ecma` out of GET/HEAD Object responses (set through the
     /// control endpoint, to test clients' handling of a response without it).
     pub omit_crc: AtomicBool,
+    /// See [`ServerConfig::complete_whitespace`].
+    pub complete_whitespace: bool,
     requests: AtomicU64,
     seq: AtomicU64,
     id_prefix: String,
@@ -363,6 +390,7 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
         faults: faults::Faults::new(cfg.faults.clone()),
         log,
         omit_crc: AtomicBool::new(false),
+        complete_whitespace: cfg.complete_whitespace,
         requests: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         id_prefix: store::random_name()[..12].to_string(),

@@ -54,6 +54,10 @@ struct Args {
     /// POST/GET /omit-crc), loopback recommended.
     #[arg(long)]
     control_listen: Option<SocketAddr>,
+    /// Send whitespace before every Complete Multipart Upload result at once, as COS may
+    /// while it merges (to test clients against it).
+    #[arg(long, env = "COSLOCAL_COMPLETE_WHITESPACE")]
+    complete_whitespace: bool,
     /// Delay before every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
         control_listen: args.control_listen,
         tls_handshake_timeout: args.tls_handshake_timeout,
         header_read_timeout: args.header_read_timeout,
+        complete_whitespace: args.complete_whitespace,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

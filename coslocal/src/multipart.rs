@@ -5,7 +5,7 @@
 use super::body;
 use super::crypto::{self, Segment};
 use super::error::ApiError;
-use super::handler::{complete_whitespace_forced, HandlerResult, Req};
+use super::handler::{HandlerResult, Req};
 use super::object::{
     blocking, copy_into, declared_length, iso8601, ok, open_copy_source, parse_write_meta, quoted,
     read_small_body, receive_body, with_sse, MAX_PUT,
@@ -373,9 +373,10 @@ pub async fn complete(state: &Arc<State>, req: Req) -> HandlerResult {
         state.bucket, state.region, req.key
     );
     let request_id = req.request_id.clone();
+    let whitespace_first = state.complete_whitespace;
     tokio::spawn(async move {
         tokio::pin!(work);
-        if complete_whitespace_forced() {
+        if whitespace_first {
             let _ = tx.send(Ok(Bytes::from_static(b"   "))).await;
         }
         let outcome = loop {

@@ -1,0 +1,313 @@
+//! The command line over real mounts: the daemon returns 0 only once the mount is live and
+//! fails fast (non-zero, nothing mounted) on bad credentials or an untrusted certificate;
+//! `mount -t fuse.cosmount` and an /etc/fstab line work through mount.fuse3 with a bare
+//! environment (no HOME, minimal PATH), as at boot.
+
+use crate::harness;
+use crate::harness::mount::{answers, find_daemon_pid, is_mounted};
+use crate::harness::{write_private, Harness, MountOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Serialises the tests that touch /etc/fstab and /usr/local/bin.
+static SYSTEM_FILES: Mutex<()> = Mutex::new(());
+
+/// Unmounts a path on drop (for mounts made outside the harness).
+struct Unmounter(PathBuf);
+
+impl Drop for Unmounter {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Fails fast (killing the daemon so nothing stays blocked) when a mount made outside the
+/// harness is listed but does not answer.
+fn assert_answers(h: &Harness, mnt: &Path) {
+    let pid = find_daemon_pid(mnt);
+    if let Some(pid) = pid {
+        h.pids.lock().unwrap().push(pid);
+    }
+    if !answers(mnt, Duration::from_secs(20)) {
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) on the daemon this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        panic!(
+            "{} is mounted but does not answer stat within 20 s",
+            mnt.display()
+        );
+    }
+}
+
+/// Restores /etc/fstab byte for byte on drop.
+struct FstabGuard(Option<Vec<u8>>);
+
+impl Drop for FstabGuard {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(orig) => std::fs::write("/etc/fstab", orig).expect("restore /etc/fstab"),
+            None => {
+                let _ = std::fs::remove_file("/etc/fstab");
+            }
+        }
+    }
+}
+
+/// Runs `cmd` with a deadline; returns (exit code, stderr+stdout) or panics on timeout.
+fn run_with_deadline(mut cmd: Command, deadline: Duration) -> (Option<i32>, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap());
+    let mut child = cmd.spawn().expect("spawn");
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (
+                st.code(),
+                std::fs::read_to_string(out.path()).unwrap_or_default(),
+            );
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{cmd:?} still running after {deadline:?}; output:\n{}",
+                std::fs::read_to_string(out.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn daemon_returns_zero_only_when_mounted() {
+    let Some(h) = Harness::start("cli-daemon") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions {
+        foreground: false,
+        ..Default::default()
+    });
+    // Harness::mount already checked: exit 0 and mounted at that instant.
+    let pid = m.pid.expect("daemon pid found in /proc");
+    std::fs::write(m.path("hello.txt"), b"daemon").unwrap();
+    assert_eq!(std::fs::read(m.path("hello.txt")).unwrap(), b"daemon");
+    m.unmount();
+    assert!(!is_mounted(&m.mountpoint));
+    let gone = harness::wait_until(Duration::from_secs(30), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(gone, "daemon {pid} still running after unmount");
+}
+
+#[test]
+fn bad_credentials_fail_fast_without_mounting() {
+    let Some(h) = Harness::start("cli-badcreds") else {
+        return;
+    };
+    let bad = h.path("passwd-bad");
+    write_private(
+        &bad,
+        format!("{}:{}:wrong-secret\n", h.cos.bucket, h.cos.secret_id).as_bytes(),
+    );
+    let mnt = h.path("mnt-bad");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = Unmounter(mnt.clone());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cosmount"));
+    cmd.arg(&h.cos.bucket).arg(&mnt).arg("-o").arg(format!(
+        "url={},passwd_file={},ca_file={},retries=1",
+        h.cos.endpoint,
+        bad.display(),
+        h.cos.ca.display()
+    ));
+    let (code, out) = run_with_deadline(cmd, Duration::from_secs(90));
+    assert_ne!(
+        code,
+        Some(0),
+        "mount with a wrong SecretKey returned 0: {out}"
+    );
+    assert!(
+        !is_mounted(&mnt),
+        "a failed mount left {} mounted",
+        mnt.display()
+    );
+    assert!(
+        !out.contains("wrong-secret"),
+        "the secret key was printed: {out}"
+    );
+
+    // An endpoint whose certificate is not trusted (no ca_file) fails the same way.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cosmount"));
+    let good = h.path("passwd-good");
+    write_private(
+        &good,
+        format!(
+            "{}:{}:{}\n",
+            h.cos.bucket, h.cos.secret_id, h.cos.secret_key
+        )
+        .as_bytes(),
+    );
+    cmd.arg(&h.cos.bucket).arg(&mnt).arg("-o").arg(format!(
+        "url={},passwd_file={},retries=1",
+        h.cos.endpoint,
+        good.display()
+    ));
+    let (code, out) = run_with_deadline(cmd, Duration::from_secs(90));
+    assert_ne!(
+        code,
+        Some(0),
+        "mount of an untrusted TLS endpoint returned 0: {out}"
+    );
+    assert!(!is_mounted(&mnt));
+}
+
+/// `/usr/local/bin/cosmount` → the binary under test, for the duration of a test:
+/// mount(8) and mount.fuse3 run the helper with the standard PATH, as at boot. An existing
+/// file that is not our symlink is left alone (the test then fails with a clear message).
+struct InstalledBinary(PathBuf);
+
+impl InstalledBinary {
+    fn install() -> InstalledBinary {
+        let link = PathBuf::from("/usr/local/bin/cosmount");
+        let ours = PathBuf::from(env!("CARGO_BIN_EXE_cosmount"));
+        match std::fs::read_link(&link) {
+            Ok(t) if t == ours => {}
+            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
+                panic!(
+                    "{} exists and is not this build's binary; remove it to run this test",
+                    link.display()
+                )
+            }
+            _ => {
+                std::fs::create_dir_all("/usr/local/bin").unwrap();
+                std::os::unix::fs::symlink(&ours, &link).expect("symlink /usr/local/bin/cosmount");
+            }
+        }
+        InstalledBinary(link)
+    }
+}
+
+impl Drop for InstalledBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A boot-like environment: no HOME, the standard PATH.
+fn bare_env(cmd: &mut Command) {
+    cmd.env_clear().env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+}
+
+fn options(h: &Harness, extra: &str) -> String {
+    let passwd = h.path("passwd-cosfs");
+    if !passwd.exists() {
+        write_private(
+            &passwd,
+            format!(
+                "{}:{}:{}\n",
+                h.cos.bucket, h.cos.secret_id, h.cos.secret_key
+            )
+            .as_bytes(),
+        );
+    }
+    format!(
+        "url={},passwd_file={},ca_file={},staging_dir={}{extra}",
+        h.cos.endpoint,
+        passwd.display(),
+        h.cos.ca.display(),
+        h.path("staging").display()
+    )
+}
+
+#[test]
+fn mount_dash_t_fuse_cosmount() {
+    let Some(h) = Harness::start("cli-mount-t") else {
+        return;
+    };
+    if !harness::require(
+        "/sbin/mount.fuse3",
+        Path::new("/sbin/mount.fuse3").exists() || Path::new("/usr/sbin/mount.fuse3").exists(),
+    ) {
+        return;
+    }
+    let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let _bin = InstalledBinary::install();
+    let mnt = h.path("mnt-t");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = Unmounter(mnt.clone());
+    let mut cmd = Command::new("mount");
+    cmd.args(["-t", "fuse.cosmount"])
+        .arg(&h.cos.bucket)
+        .arg(&mnt)
+        .arg("-o")
+        .arg(options(&h, ",_netdev,nodev,nosuid"));
+    bare_env(&mut cmd);
+    let (code, out) = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "mount -t fuse.cosmount failed: {out}");
+    assert!(
+        is_mounted(&mnt),
+        "mount(8) returned 0 but nothing is mounted"
+    );
+    assert_answers(&h, &mnt);
+    std::fs::write(mnt.join("via-mount8.txt"), b"ok").unwrap();
+    assert_eq!(std::fs::read(mnt.join("via-mount8.txt")).unwrap(), b"ok");
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success(), "umount failed");
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn fstab_line_mounts_with_bare_environment() {
+    let Some(h) = Harness::start("cli-fstab") else {
+        return;
+    };
+    let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let _bin = InstalledBinary::install();
+    let mnt = h.path("mnt-fstab");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _unmount = Unmounter(mnt.clone());
+    let orig = std::fs::read("/etc/fstab").ok();
+    let _restore = FstabGuard(orig.clone());
+    let mut text = String::from_utf8_lossy(orig.as_deref().unwrap_or(b"")).into_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "{} {} fuse.cosmount {} 0 0 # cosmount test, removed automatically\n",
+        h.cos.bucket,
+        mnt.display(),
+        options(&h, ",_netdev,noauto,allow_other")
+    ));
+    std::fs::write("/etc/fstab", text).unwrap();
+
+    let mut cmd = Command::new("mount");
+    cmd.arg(&mnt);
+    bare_env(&mut cmd);
+    let (code, out) = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(0),
+        "mount {} (fstab) failed: {out}",
+        mnt.display()
+    );
+    assert!(is_mounted(&mnt));
+    assert_answers(&h, &mnt);
+    std::fs::write(mnt.join("via-fstab.txt"), b"fstab").unwrap();
+    assert_eq!(std::fs::read(mnt.join("via-fstab.txt")).unwrap(), b"fstab");
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success(), "umount failed");
+    drop(_restore);
+    let now = std::fs::read("/etc/fstab").ok();
+    assert_eq!(now, orig, "/etc/fstab was not restored");
+}
