@@ -6,7 +6,8 @@
 //! only the child builds the tokio runtime, HEADs the bucket, creates the filesystem and
 //! mounts, reporting readiness (or the reason for failure) to the waiting parent. In the
 //! foreground the same steps run in-process and systemd is notified when `NOTIFY_SOCKET`
-//! is set.
+//! is set. `serve_mount` is generic over the client, so the daemon's mount-and-serve part
+//! also runs over the in-memory store (tests/mount/over_mock.rs).
 
 use super::args::{self, Command, MountArgs};
 use super::check::{check_bucket, CHECK_TIMEOUT};
@@ -18,8 +19,10 @@ use super::limits;
 use super::logging;
 use super::settings::{resolve, Settings};
 use crate::cos::http::CosHttpClient;
-use crate::fs::CosFs;
+use crate::cos::{ClientCounters, ObjectClient};
+use crate::fs::{CosFs, FsStats};
 use crate::fuse::{serve, MountOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,22 +103,21 @@ fn mount_command(m: &MountArgs) -> i32 {
 }
 
 /// One line at the end of a mount: what the client and the data paths counted.
-fn log_statistics(client: &CosHttpClient, fs: &CosFs<CosHttpClient>) {
-    let r = client.retry_stats();
-    let f = fs.stats();
+fn log_statistics(client: ClientCounters, fs: &FsStats) {
     tracing::info!(
-        requests = client.request_count(),
-        retries = r.retries,
-        recovered_by_retry = r.recovered,
-        gave_up = r.gave_up,
-        reads_verified = f.reads_verified,
-        read_crc_mismatches = f.read_mismatches,
-        reads_without_crc = f.reads_without_checksum,
+        requests = client.requests,
+        retries = client.retries.retries,
+        recovered_by_retry = client.retries.recovered,
+        gave_up = client.retries.gave_up,
+        reads_verified = fs.reads_verified,
+        read_crc_mismatches = fs.read_mismatches,
+        reads_without_crc = fs.reads_without_checksum,
         "statistics"
     );
 }
 
-/// Builds the runtime and client, checks the bucket, mounts and serves until unmounted.
+/// Builds the runtime and the HTTP client, checks the bucket, then mounts and serves
+/// until unmounted (`serve_mount`).
 fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<(), CliError> {
     // Before the runtime, the client and the FUSE session open their descriptors.
     let nofile = limits::raise_nofile();
@@ -154,8 +156,27 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
         credentials = %s.credentials_origin,
         "bucket reachable"
     );
-    let client = Arc::new(client);
-    let fs = CosFs::new(client.clone(), s.fs.clone(), rt.handle().clone())
+    let on_ready: Box<dyn FnOnce() + Send> = Box::new(move || match notifier {
+        Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).ready(),
+        None => sd_notify_ready(),
+    });
+    let served = serve_mount(Arc::new(client), &s, rt.handle(), on_ready);
+    // Give in-flight tasks a moment; serving has already flushed what it could.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    served
+}
+
+/// Creates the filesystem over `client`, mounts it as `s` says and serves until
+/// unmounted, then logs the statistics line. The part of the daemon that does not care
+/// which client it has: the HTTP client in production, the in-memory store in tests.
+/// `on_ready` runs once the mount is up (readiness to the parent or to systemd).
+pub fn serve_mount<C: ObjectClient>(
+    client: Arc<C>,
+    s: &Settings,
+    rt: &tokio::runtime::Handle,
+    on_ready: Box<dyn FnOnce() + Send>,
+) -> Result<(), CliError> {
+    let fs = CosFs::new(client.clone(), s.fs.clone(), rt.clone())
         .map_err(|e| CliError::mount(format!("cannot initialise the filesystem: {e}")))?;
     let counted = fs.clone();
     let opts = MountOptions {
@@ -167,45 +188,37 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
         auto_unmount: s.auto_unmount,
     };
     let mountpoint = s.mountpoint.display().to_string();
-    let ready_notifier = notifier.clone();
+    let mounted = Arc::new(AtomicBool::new(false));
+    let mounted_flag = mounted.clone();
     let on_ready: Box<dyn FnOnce() + Send> = Box::new(move || {
+        mounted_flag.store(true, Ordering::SeqCst);
         tracing::info!(mountpoint = %mountpoint, "mounted");
-        match ready_notifier {
-            Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).ready(),
-            None => sd_notify_ready(),
-        }
+        on_ready();
     });
     let served = serve(fs, &opts, on_ready);
-    log_statistics(&client, &counted);
+    log_statistics(client.counters(), &counted.stats());
     drop(counted);
-    let ready = match &notifier {
-        Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).is_done(),
-        None => true,
-    };
-    // Give in-flight tasks a moment; serve() has already flushed what it could.
-    rt.shutdown_timeout(Duration::from_secs(5));
     served.map_err(|e| {
-        if ready {
-            CliError::mount(format!("{e}"))
-        } else {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                // SAFETY: geteuid cannot fail.
-                let root = unsafe { libc::geteuid() } == 0;
-                if root {
-                    " (is /dev/fuse available in this container?)"
-                } else {
-                    " (a non-root mount needs access to /dev/fuse or a setuid fusermount3, \
-                     write access to the mountpoint, and user_allow_other in /etc/fuse.conf \
-                     for allow_other)"
-                }
-            } else {
-                ""
-            };
-            CliError::mount(format!(
-                "mounting {} failed: {e}{hint}",
-                s.mountpoint.display()
-            ))
+        if mounted.load(Ordering::SeqCst) {
+            return CliError::mount(format!("{e}"));
         }
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // SAFETY: geteuid cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            if root {
+                " (is /dev/fuse available in this container?)"
+            } else {
+                " (a non-root mount needs access to /dev/fuse or a setuid fusermount3, \
+                 write access to the mountpoint, and user_allow_other in /etc/fuse.conf \
+                 for allow_other)"
+            }
+        } else {
+            ""
+        };
+        CliError::mount(format!(
+            "mounting {} failed: {e}{hint}",
+            s.mountpoint.display()
+        ))
     })?;
     tracing::info!("unmounted");
     Ok(())

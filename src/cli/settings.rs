@@ -207,14 +207,7 @@ pub fn fs_config(prefix: &str, opts: &Options) -> Result<FsConfig, CliError> {
     if let Some(v) = opts.staging_min_free {
         f.staging_min_free = v;
     }
-    // The cache needs room for a few blocks besides in-flight parts.
-    if f.memory_budget < 4 * f.block_size {
-        return Err(CliError::usage(format!(
-            "memory_limit ({} MiB) must be at least 4 blocks of block_size ({} KiB)",
-            f.memory_budget >> 20,
-            f.block_size >> 10
-        )));
-    }
+    f.validate().map_err(CliError::usage)?;
     Ok(f)
 }
 

@@ -139,6 +139,10 @@ fn injected(kind: CosErrorKind, op: CosOp, key: &str) -> CosError {
 }
 
 impl<C: ObjectClient> ObjectClient for FaultyClient<C> {
+    fn counters(&self) -> super::ClientCounters {
+        self.inner.counters()
+    }
+
     async fn head_bucket(&self) -> Result<(), CosError> {
         self.run(CosOp::HeadBucket, "", self.inner.head_bucket())
             .await

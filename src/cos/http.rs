@@ -740,6 +740,13 @@ impl BodyState {
 }
 
 impl ObjectClient for CosHttpClient {
+    fn counters(&self) -> super::ClientCounters {
+        super::ClientCounters {
+            requests: self.request_count(),
+            retries: self.retry_stats(),
+        }
+    }
+
     async fn head_bucket(&self) -> Result<(), CosError> {
         let spec = RequestSpec::new(CosOp::HeadBucket, Method::HEAD, "");
         self.call(&spec, |_| async { Ok(()) }).await

@@ -334,6 +334,14 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl ObjectClient for MemStore {
+    /// Requests of every kind; the store never retries.
+    fn counters(&self) -> super::ClientCounters {
+        super::ClientCounters {
+            requests: self.total_count(),
+            retries: Default::default(),
+        }
+    }
+
     async fn head_bucket(&self) -> Result<(), CosError> {
         self.enter(CosOp::HeadBucket, "").await
     }

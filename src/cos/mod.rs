@@ -8,8 +8,13 @@
 
 pub mod config;
 pub mod error;
+// Test doubles: compiled for this crate's unit tests and, with the `mock` feature, for the
+// integration tests (a dev-dependency of the package on itself turns it on); never in the
+// shipped binary.
+#[cfg(any(test, feature = "mock"))]
 pub mod faulty;
 pub mod http;
+#[cfg(any(test, feature = "mock"))]
 pub mod mem;
 mod read_keys;
 pub mod request;
@@ -244,9 +249,21 @@ impl GetResponse {
     }
 }
 
+/// What a client counted since it was made, for the end-of-mount statistics line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// Requests sent (every attempt counts).
+    pub requests: u64,
+    /// Retries sent, operations they saved, operations given up.
+    pub retries: retry::RetrySnapshot,
+}
+
 /// The object operations cosmount needs, bound to one bucket. SSE, signing, retries and
 /// response checks are properties of the implementation, not parameters.
 pub trait ObjectClient: Send + Sync + 'static {
+    /// What this client has counted so far.
+    fn counters(&self) -> ClientCounters;
+
     /// HEAD Bucket: the cheap reachability and credential check at mount time.
     fn head_bucket(&self) -> impl Future<Output = Result<(), CosError>> + Send;
 

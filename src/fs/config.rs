@@ -1,5 +1,6 @@
 //! `FsConfig`: every knob of the filesystem core, with its default and why.
 
+use crate::cos::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +48,59 @@ pub struct FsConfig {
     pub listing_head_concurrency: usize,
 }
 
+/// Smallest block of the read cache: one page.
+pub const MIN_BLOCK_SIZE: u64 = 4096;
+
+impl FsConfig {
+    /// The rules a configuration must keep, checked once here (by `CosFs::new`, and by
+    /// the CLI to answer a usage error) rather than clamped silently where the values are
+    /// used. The message names the option as the command line spells it.
+    pub fn validate(&self) -> Result<(), String> {
+        const MIB: u64 = 1024 * 1024;
+        if !self.prefix.is_empty() && !self.prefix.ends_with('/') {
+            return Err(format!(
+                "mount prefix {:?} must be empty or end in '/'",
+                self.prefix
+            ));
+        }
+        if self.umask & !0o777 != 0 {
+            return Err(format!("umask {:o} has bits beyond 0777", self.umask));
+        }
+        if self.block_size < MIN_BLOCK_SIZE {
+            return Err(format!(
+                "block_size ({} bytes) must be at least {MIN_BLOCK_SIZE} bytes",
+                self.block_size
+            ));
+        }
+        // The cache needs room for a few blocks besides in-flight parts.
+        if self.memory_budget < 4 * self.block_size {
+            return Err(format!(
+                "memory_limit ({} MiB) must be at least 4 blocks of block_size ({} KiB)",
+                self.memory_budget / MIB,
+                self.block_size >> 10
+            ));
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(format!(
+                "multipart_size ({} bytes) must be between {} MiB and {} MiB, the part sizes COS accepts",
+                self.part_size,
+                MIN_PART_SIZE / MIB,
+                MAX_PART_SIZE / MIB
+            ));
+        }
+        if self.parallel_count == 0 {
+            return Err("parallel_count must be at least 1".into());
+        }
+        if self.max_prefetch < self.block_size {
+            return Err(format!(
+                "the read-ahead window ({} bytes) must hold at least one block ({} bytes)",
+                self.max_prefetch, self.block_size
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
@@ -74,5 +128,39 @@ impl Default for FsConfig {
             max_staging_files: 4096,
             listing_head_concurrency: 32,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(f: impl FnOnce(&mut FsConfig)) -> Result<(), String> {
+        let mut c = FsConfig::default();
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(FsConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_what_to_change() {
+        let msg = |f: fn(&mut FsConfig)| check(f).expect_err("refused");
+        assert!(msg(|c| c.prefix = "a".into()).contains("prefix"));
+        assert!(msg(|c| c.umask = 0o1022).contains("umask"));
+        assert!(msg(|c| c.block_size = 512).contains("block_size"));
+        assert!(msg(|c| c.memory_budget = 3 * c.block_size).contains("memory_limit"));
+        assert!(msg(|c| c.part_size = MIN_PART_SIZE - 1).contains("multipart_size"));
+        assert!(msg(|c| c.part_size = MAX_PART_SIZE + 1).contains("multipart_size"));
+        assert!(msg(|c| c.parallel_count = 0).contains("parallel_count"));
+        assert!(msg(|c| c.max_prefetch = c.block_size - 1).contains("read-ahead"));
+        // The edges themselves are allowed.
+        assert_eq!(check(|c| c.prefix = "a/".into()), Ok(()));
+        assert_eq!(check(|c| c.memory_budget = 4 * c.block_size), Ok(()));
+        assert_eq!(check(|c| c.part_size = MIN_PART_SIZE), Ok(()));
+        assert_eq!(check(|c| c.block_size = MIN_BLOCK_SIZE), Ok(()));
     }
 }

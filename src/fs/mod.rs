@@ -247,12 +247,9 @@ impl<C: ObjectClient> CosFs<C> {
         config: FsConfig,
         rt: tokio::runtime::Handle,
     ) -> std::io::Result<Self> {
-        if !config.prefix.is_empty() && !config.prefix.ends_with('/') {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "mount prefix must be empty or end in '/'",
-            ));
-        }
+        config
+            .validate()
+            .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
         let defaults = Defaults {
             uid: config.uid,
             gid: config.gid,

@@ -220,7 +220,6 @@ impl<C: ObjectClient> Reader<C> {
         parallel_count: usize,
         rt: tokio::runtime::Handle,
     ) -> Reader<C> {
-        let block_size = block_size.max(4096);
         let cache = Arc::new(BlockCache::new(budget.total()));
         let weak = Arc::downgrade(&(cache.clone() as Arc<dyn Reclaim>));
         budget.register(weak, false);
@@ -235,7 +234,7 @@ impl<C: ObjectClient> Reader<C> {
             inflight: Mutex::new(HashMap::new()),
             block_size,
             max_window_blocks: (max_window / block_size).max(1),
-            parallel_count: parallel_count.max(1) as u64,
+            parallel_count: parallel_count as u64,
             rt,
             pool: BufPool::new(
                 (chunk_blocks * block_size) as usize,

@@ -79,7 +79,6 @@ impl<C: ObjectClient> Writer<C> {
         staging: StagingArea,
         rt: tokio::runtime::Handle,
     ) -> Writer<C> {
-        let part_size = part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         Writer {
             parts: BufPool::new(
                 part_size as usize,
@@ -89,7 +88,7 @@ impl<C: ObjectClient> Writer<C> {
             ),
             client,
             part_size,
-            parallel_count: parallel_count.max(1),
+            parallel_count,
             budget,
             staging,
             rt,

@@ -1,11 +1,12 @@
-//! A real mount of `CosFs` over `MemStore` through the kernel (needs /dev/fuse and
-//! fusermount3; a failure under CI without them, a printed skip elsewhere). The full kernel-level
-//! suite over coslocal lives elsewhere; this checks that the adapter and `serve` work:
-//! ordinary std::fs calls, errno values, unmount and the final flush.
+//! The daemon's mount-and-serve path (`cli::run::serve_mount`, settings resolved from a
+//! command line) over the in-memory store, through the kernel: ordinary std::fs calls,
+//! errno values, the kernel read-ahead, unmount and the final flush, with the store's
+//! request counts to look at. (The rest of tests/mount runs the binary over coslocal.)
 
+use cosmount::cli::args::{self, Command};
+use cosmount::cli::run::serve_mount;
+use cosmount::cli::settings;
 use cosmount::cos::mem::MemStore;
-use cosmount::fs::{CosFs, FsConfig};
-use cosmount::fuse::{serve, MountOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -42,26 +43,34 @@ fn mount_and_use_with_std_fs() {
     let store = Arc::new(MemStore::default());
     store.insert("existing.txt", "hello from the bucket", &[]);
     store.insert("dir/inner", "x", &[]);
-    let cfg = FsConfig {
-        staging_dir: Some(dir.path().join("staging")),
-        staging_min_free: 0,
-        part_size: 1024 * 1024,
-        ..FsConfig::default()
+    // The daemon's own settings from a command line; the endpoint is never contacted
+    // (the client is the store).
+    let passwd = dir.path().join("passwd");
+    crate::harness::write_private(&passwd, b"AKIDmock0001:mock-secret\n");
+    let options = format!(
+        "passwd_file={},url=https://127.0.0.1:9,staging_dir={},staging_min_free=0,multipart_size=1,fuse_threads=4",
+        passwd.display(),
+        dir.path().join("staging").display()
+    );
+    let Ok(Command::Mount(args)) = args::parse([
+        "mock-1250000000".as_ref(),
+        mnt.as_os_str(),
+        "-f".as_ref(),
+        "-o".as_ref(),
+        options.as_ref(),
+    ]) else {
+        panic!("the test's command line parses as a mount");
     };
-    let fs = CosFs::new(store.clone(), cfg, rt.handle().clone()).unwrap();
-    let opts = MountOptions {
-        mountpoint: mnt.clone(),
-        fsname: "cosmount:test".into(),
-        allow_other: false,
-        read_only: false,
-        threads: 4,
-        auto_unmount: false,
-    };
+    let settings = settings::resolve(&args).expect("settings resolve");
+    assert_eq!(settings.fs.part_size, 1024 * 1024);
     let (tx, rx) = std::sync::mpsc::channel();
+    let client = store.clone();
+    let handle = rt.handle().clone();
     let server = std::thread::spawn(move || {
-        serve(
-            fs,
-            &opts,
+        serve_mount(
+            client,
+            &settings,
+            &handle,
             Box::new(move || {
                 let _ = tx.send(());
             }),
@@ -69,8 +78,7 @@ fn mount_and_use_with_std_fs() {
     });
     if rx.recv_timeout(Duration::from_secs(10)).is_err() {
         let r = server.join();
-        eprintln!("skipping: mount failed: {r:?}");
-        return;
+        panic!("the mount did not come up: {r:?}");
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // serve() raised the kernel read-ahead of the mount (root only).
