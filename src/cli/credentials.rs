@@ -182,7 +182,7 @@ pub fn home_dir() -> Option<PathBuf> {
         let mut pw: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = libc::getpwuid_r(
-            libc::getuid(),
+            rustix::process::getuid().as_raw(),
             &mut pw,
             buf.as_mut_ptr(),
             buf.len(),

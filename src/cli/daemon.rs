@@ -11,9 +11,11 @@
 //! secret ever passes through argv or the environment of a new process image.
 
 use super::error::{CliError, ExitCode};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, Signal, WaitOptions};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The child's end of the readiness pipe. Dropping it without reporting closes the pipe,
@@ -61,17 +63,8 @@ pub enum Forked {
 /// Forks; the parent waits up to `timeout` for the child's status. `log` becomes the
 /// child's stdout/stderr (so panics and stray prints land in the log file).
 pub fn fork_and_wait(timeout: Duration, log: Option<&File>) -> Result<Forked, CliError> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(CliError::mount(format!(
-            "cannot create a pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned only by us.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+        .map_err(|e| CliError::mount(format!("cannot create a pipe: {e}")))?;
     let devnull = File::options()
         .read(true)
         .write(true)
@@ -86,16 +79,16 @@ pub fn fork_and_wait(timeout: Duration, log: Option<&File>) -> Result<Forked, Cl
             std::io::Error::last_os_error()
         )));
     }
-    if pid == 0 {
+    let Some(child) = Pid::from_raw(pid) else {
         drop(read_end);
         detach(&devnull, log.unwrap_or(&devnull));
         return Ok(Forked::Child(Notifier {
             pipe: Some(File::from(write_end)),
         }));
-    }
+    };
     drop(write_end);
     Ok(Forked::Parent(wait_for_child(
-        pid,
+        child,
         File::from(read_end),
         timeout,
     )))
@@ -103,54 +96,42 @@ pub fn fork_and_wait(timeout: Duration, log: Option<&File>) -> Result<Forked, Cl
 
 /// Child side: new session, neutral cwd, stdio away from the terminal.
 fn detach(devnull: &File, out: &File) {
-    // SAFETY: plain syscalls on descriptors we own; failures leave the defaults, which
-    // only affects where stray output goes.
-    unsafe {
-        libc::setsid();
-        libc::chdir(c"/".as_ptr());
-        libc::dup2(devnull.as_raw_fd(), 0);
-        libc::dup2(out.as_raw_fd(), 1);
-        libc::dup2(out.as_raw_fd(), 2);
-    }
+    // Failures leave the defaults, which only affects where stray output goes.
+    let _ = rustix::process::setsid();
+    let _ = std::env::set_current_dir("/");
+    let _ = rustix::stdio::dup2_stdin(devnull);
+    let _ = rustix::stdio::dup2_stdout(out);
+    let _ = rustix::stdio::dup2_stderr(out);
 }
 
 /// Parent side: read the status, print the reason on failure, return the exit code.
-fn wait_for_child(pid: libc::pid_t, mut pipe: File, timeout: Duration) -> ExitCode {
+fn wait_for_child(pid: Pid, mut pipe: File, timeout: Duration) -> ExitCode {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
             eprintln!(
-                "cosmount: the mount was not ready after {} s; stopped the daemon (pid {pid}). \
+                "cosmount: the mount was not ready after {} s; stopped the daemon (pid {}). \
                  Run with -f to watch it start.",
-                timeout.as_secs()
+                timeout.as_secs(),
+                pid.as_raw_pid()
             );
             return ExitCode::Mount;
         }
-        let mut pfd = libc::pollfd {
-            fd: pipe.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let wait = Timespec {
+            tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
         };
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        match rustix::event::poll(&mut [PollFd::new(&pipe, PollFlags::IN)], Some(&wait)) {
+            Err(rustix::io::Errno::INTR) | Ok(0) => continue,
+            Err(e) => {
+                eprintln!("cosmount: waiting for the daemon failed: {e}");
+                return ExitCode::Mount;
             }
-            eprintln!(
-                "cosmount: waiting for the daemon failed: {}",
-                std::io::Error::last_os_error()
-            );
-            return ExitCode::Mount;
-        }
-        if n == 0 {
-            continue;
+            Ok(_) => {}
         }
         match pipe.read(&mut chunk) {
             Ok(0) => break,
@@ -185,21 +166,19 @@ fn wait_for_child(pid: libc::pid_t, mut pipe: File, timeout: Duration) -> ExitCo
 }
 
 /// How the child ended, waiting briefly for it to be reaped.
-fn child_status(pid: libc::pid_t) -> String {
-    let mut status = 0;
+fn child_status(pid: Pid) -> String {
     for _ in 0..50 {
-        // SAFETY: waiting for our own child; `status` is a valid out-parameter.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return format!("exit status {}", libc::WEXITSTATUS(status));
+        match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return format!("exit status {code}");
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return format!("killed by signal {sig}");
+                }
             }
-            if libc::WIFSIGNALED(status) {
-                return format!("killed by signal {}", libc::WTERMSIG(status));
-            }
-        }
-        if r < 0 {
-            break;
+            Ok(None) => {}
+            Err(_) => break,
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -232,6 +211,11 @@ fn notify(socket: &std::ffi::OsStr, msg: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::OwnedFd;
+
+    fn pid_of(child: &std::process::Child) -> Pid {
+        Pid::from_raw(child.id() as i32).expect("a child's pid is positive")
+    }
 
     #[test]
     fn notifier_sends_once() {
@@ -286,7 +270,7 @@ mod tests {
     #[test]
     fn parent_reads_success_and_failure() {
         let mut child = fake_daemon();
-        let pid = child.id() as libc::pid_t;
+        let pid = pid_of(&child);
         let (r, mut w) = status_pipe();
         w.write_all(&[0]).expect("write");
         assert_eq!(wait_for_child(pid, r, Duration::from_secs(5)), ExitCode::Ok);
@@ -306,7 +290,7 @@ mod tests {
         let mut child = fake_daemon();
         let (r, w) = status_pipe();
         drop(w); // the "daemon" closed the pipe without a word
-        let code = wait_for_child(child.id() as libc::pid_t, r, Duration::from_secs(5));
+        let code = wait_for_child(pid_of(&child), r, Duration::from_secs(5));
         assert_eq!(code, ExitCode::Mount);
         let _ = child.kill();
         let _ = child.wait();
@@ -314,7 +298,7 @@ mod tests {
         let mut child = fake_daemon();
         let (r, _w) = status_pipe();
         let start = Instant::now();
-        let code = wait_for_child(child.id() as libc::pid_t, r, Duration::from_millis(300));
+        let code = wait_for_child(pid_of(&child), r, Duration::from_millis(300));
         assert_eq!(code, ExitCode::Mount);
         assert!(start.elapsed() < Duration::from_secs(5));
         // The parent stopped the silent daemon with SIGTERM.

@@ -2,6 +2,9 @@
 //! core dumps and away from other processes of the same user: the process makes itself
 //! non-dumpable and sets its core-file size to zero before it reads any of them.
 
+use rustix::process::{
+    getrlimit, set_dumpable_behavior, setrlimit, DumpableBehavior, Resource, Rlimit,
+};
 use std::io;
 
 /// `prctl(PR_SET_DUMPABLE, 0)` and a zero soft RLIMIT_CORE.
@@ -12,24 +15,16 @@ use std::io;
 /// with `fs.suid_dumpable=2` the kernel still dumps non-dumpable processes (for root),
 /// and systemd-coredump stores nothing for a process whose core limit is zero.
 pub fn make_non_dumpable() -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_DUMPABLE takes one integer argument and touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut core = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut core) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
     // Only the soft limit: lowering it needs no privilege.
-    core.rlim_cur = 0;
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &core) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let core = getrlimit(Resource::Core);
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: core.maximum,
+        },
+    )?;
     Ok(())
 }
 
@@ -41,14 +36,10 @@ mod tests {
     #[test]
     fn process_becomes_non_dumpable_without_core_files() {
         make_non_dumpable().expect("prctl/setrlimit");
-        // SAFETY: PR_GET_DUMPABLE takes no arguments and returns the flag.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
-        let mut core = libc::rlimit {
-            rlim_cur: 1,
-            rlim_max: 1,
-        };
-        // SAFETY: getrlimit writes into the struct we own.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut core) }, 0);
-        assert_eq!(core.rlim_cur, 0);
+        assert_eq!(
+            rustix::process::dumpable_behavior().expect("PR_GET_DUMPABLE"),
+            DumpableBehavior::NotDumpable
+        );
+        assert_eq!(getrlimit(Resource::Core).current, Some(0));
     }
 }

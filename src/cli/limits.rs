@@ -3,7 +3,7 @@
 //! and log file is a descriptor; the common default soft limit of 1024 would make busy
 //! mounts fail with EMFILE long before memory or disk run out.
 
-use std::io;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 /// Descriptors left for everything that is not a staging file: HTTP connections
 /// (`parallel_count` per transfer, several transfers at once), the FUSE device and its
@@ -14,54 +14,28 @@ pub const RESERVED_FDS: u64 = 512;
 /// cannot stage a few files at once cannot do random writes at all.
 pub const MIN_STAGING_FILES: usize = 16;
 
-fn nofile() -> io::Result<libc::rlimit> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r)
-}
-
-// rlim_t is u64 on 64-bit Linux (the conversion is then the identity) but not everywhere.
-#[allow(clippy::useless_conversion)]
-fn to_u64(v: libc::rlim_t) -> u64 {
-    u64::from(v)
+/// A limit as a number; `None` (unlimited) is `u64::MAX`.
+fn value(v: Option<u64>) -> u64 {
+    v.unwrap_or(u64::MAX)
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft limit in force
 /// afterwards (unchanged if it could not be raised, which is logged).
 pub fn raise_nofile() -> u64 {
-    let r = match nofile() {
-        Ok(r) => r,
-        Err(e) => {
-            // Not expected on Linux; the classic default keeps the staging bound modest.
-            tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
-            return 1024;
-        }
-    };
-    if r.rlim_cur < r.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: r.rlim_max,
-            rlim_max: r.rlim_max,
+    let r = getrlimit(Resource::Nofile);
+    if value(r.current) < value(r.maximum) {
+        // Raising the soft limit up to the hard one needs no privilege.
+        let raised = Rlimit {
+            current: r.maximum,
+            maximum: r.maximum,
         };
-        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the
-        // hard one needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            let e = io::Error::last_os_error();
-            tracing::warn!(error = %e, soft = to_u64(r.rlim_cur), "cannot raise the open-file limit");
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, soft = value(r.current), "cannot raise the open-file limit");
         }
     }
-    let now = nofile().map_or(r.rlim_cur, |n| n.rlim_cur);
-    tracing::debug!(
-        soft = to_u64(now),
-        hard = to_u64(r.rlim_max),
-        "open-file limit"
-    );
-    to_u64(now)
+    let now = value(getrlimit(Resource::Nofile).current);
+    tracing::debug!(soft = now, hard = value(r.maximum), "open-file limit");
+    now
 }
 
 /// How many staging files may be open at once under an open-file limit of `limit`.
@@ -88,20 +62,17 @@ mod tests {
     /// other test comes near), then checks that it is raised back to the hard limit.
     #[test]
     fn soft_limit_is_raised_to_the_hard_limit() {
-        let before = nofile().expect("getrlimit");
-        let low = libc::rlimit {
-            rlim_cur: before
-                .rlim_cur
-                .min(before.rlim_max / 2)
-                .max(256)
-                .min(before.rlim_max),
-            rlim_max: before.rlim_max,
+        let before = getrlimit(Resource::Nofile);
+        let hard = value(before.maximum);
+        let low = Rlimit {
+            current: Some(value(before.current).min(hard / 2).max(256).min(hard)),
+            maximum: before.maximum,
         };
-        // SAFETY: setrlimit reads the struct we own; lowering the soft limit is always allowed.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        // Lowering the soft limit is always allowed.
+        setrlimit(Resource::Nofile, low).expect("setrlimit");
         let got = raise_nofile();
-        let after = nofile().expect("getrlimit");
-        assert_eq!(got, to_u64(after.rlim_cur));
-        assert_eq!(after.rlim_cur, before.rlim_max);
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(got, value(after.current));
+        assert_eq!(after.current, before.maximum);
     }
 }

@@ -54,19 +54,10 @@ pub fn open_log_file(path: &Path) -> Result<File, CliError> {
 
 /// Points stdout/stderr at a freshly opened `path` (after logrotate moved the old file).
 pub fn reopen_log_file(path: &Path) -> Result<(), CliError> {
-    use std::os::fd::AsRawFd;
     let f = open_log_file(path)?;
-    // SAFETY: dup2 onto the standard descriptors, which stay open for the process's life.
-    let ok = unsafe { libc::dup2(f.as_raw_fd(), 1) >= 0 && libc::dup2(f.as_raw_fd(), 2) >= 0 };
-    if ok {
-        Ok(())
-    } else {
-        Err(CliError::usage(format!(
-            "cannot redirect output to {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )))
-    }
+    rustix::stdio::dup2_stdout(&f)
+        .and_then(|()| rustix::stdio::dup2_stderr(&f))
+        .map_err(|e| CliError::usage(format!("cannot redirect output to {}: {e}", path.display())))
 }
 
 /// Handles SIGHUP on the runtime for the life of the process: reopens `log_path` when

@@ -203,9 +203,7 @@ pub fn serve_mount<C: ObjectClient>(
             return CliError::mount(format!("{e}"));
         }
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            // SAFETY: geteuid cannot fail.
-            let root = unsafe { libc::geteuid() } == 0;
-            if root {
+            if rustix::process::geteuid().is_root() {
                 " (is /dev/fuse available in this container?)"
             } else {
                 " (a non-root mount needs access to /dev/fuse or a setuid fusermount3, \

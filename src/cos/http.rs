@@ -140,7 +140,7 @@ impl CosHttpClient {
                 read_timeout: cfg.read_timeout,
                 multipart_copy_threshold: cfg.multipart_copy_threshold,
                 copy_part_size: cfg.copy_part_size.max(limits::MIN_PART_SIZE),
-                keys: ReadKeys::new(cfg.sse.clone()),
+                keys: ReadKeys::new(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -167,7 +167,7 @@ impl CosHttpClient {
     }
 
     fn remember(&self, key: &str, rk: ReadKey) {
-        self.inner.keys.remember(key, rk);
+        self.inner.keys.remember(self.sse(), key, rk);
     }
 
     fn forget(&self, key: &str) {
@@ -176,7 +176,7 @@ impl CosHttpClient {
 
     /// The read key new objects get under the policy.
     fn write_read_key(&self) -> ReadKey {
-        self.inner.keys.for_new_objects()
+        ReadKeys::for_new_objects(self.sse())
     }
 
     /// Time allowed until the response headers arrive: the read timeout plus the time to
@@ -283,7 +283,7 @@ impl CosHttpClient {
         F: Fn(ReadKey) -> Fut,
         Fut: Future<Output = Result<T, CosError>>,
     {
-        self.inner.keys.probe(op, key, f).await
+        self.inner.keys.probe(self.sse(), op, key, f).await
     }
 
     async fn head_with(&self, key: &str, rk: ReadKey) -> Result<ObjectMeta, CosError> {

@@ -1,8 +1,9 @@
 //! Which SSE-C key opens which object: the key history is tried in order, starting with the
 //! key that last opened that object (a bounded LRU of hints), moving on after a 400 or 403
-//! that means "wrong key" (HEAD has no error body, so the status is all there is). When no
-//! key of the history, nor no key at all, opens the object, the error is `SseKeyRejected`,
-//! naming the keys by their MD5.
+//! that means "wrong key" (HEAD has no error body, so the status is all there is), and
+//! last without a key (plain objects in an SSE-C mount). When none of them opens the
+//! object, the error is `SseKeyRejected`, naming the keys by their MD5. The policy itself
+//! is owned by the request builder; it is passed in, not kept here.
 //!
 //! The transport does not live here: a probe is given the request to run with each
 //! candidate, so this logic is tested without HTTP.
@@ -34,16 +35,14 @@ pub(super) fn is_key_rejection(e: &CosError) -> bool {
         )
 }
 
-/// The policy's keys and what was learnt about which opens what.
+/// What was learnt about which key of the policy's history opens which object.
 pub(super) struct ReadKeys {
-    policy: SsePolicy,
     hints: Mutex<LruCache<String, ReadKey>>,
 }
 
 impl ReadKeys {
-    pub fn new(policy: SsePolicy) -> ReadKeys {
+    pub fn new() -> ReadKeys {
         ReadKeys {
-            policy,
             hints: Mutex::new(LruCache::new(
                 NonZeroUsize::new(READ_HINTS).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -56,8 +55,8 @@ impl ReadKeys {
     }
 
     /// `rk` opened (or wrote) `key`.
-    pub fn remember(&self, key: &str, rk: ReadKey) {
-        if self.policy.uses_customer_keys() {
+    pub fn remember(&self, policy: &SsePolicy, key: &str, rk: ReadKey) {
+        if policy.uses_customer_keys() {
             self.hints.lock().put(key.to_string(), rk);
         }
     }
@@ -68,8 +67,8 @@ impl ReadKeys {
     }
 
     /// The read key of objects this client creates under the policy.
-    pub fn for_new_objects(&self) -> ReadKey {
-        if self.policy.uses_customer_keys() {
+    pub fn for_new_objects(policy: &SsePolicy) -> ReadKey {
+        if policy.uses_customer_keys() {
             ReadKey::Customer(0)
         } else {
             ReadKey::Plain
@@ -78,8 +77,8 @@ impl ReadKeys {
 
     /// The order to try keys for `key`: the remembered one first, then the rest of the
     /// history, then no key.
-    fn order(&self, key: &str) -> Vec<ReadKey> {
-        let mut order = self.policy.read_candidates();
+    fn order(&self, policy: &SsePolicy, key: &str) -> Vec<ReadKey> {
+        let mut order = policy.read_candidates();
         if let Some(h) = self.hint(key) {
             if let Some(i) = order.iter().position(|c| *c == h) {
                 let h = order.remove(i);
@@ -91,19 +90,25 @@ impl ReadKeys {
 
     /// Runs `read` of `key` with each candidate key in turn until one is accepted, and
     /// records the winner. Without SSE-C it runs once, with no key.
-    pub async fn probe<T, F, Fut>(&self, op: CosOp, key: &str, read: F) -> Result<T, CosError>
+    pub async fn probe<T, F, Fut>(
+        &self,
+        policy: &SsePolicy,
+        op: CosOp,
+        key: &str,
+        read: F,
+    ) -> Result<T, CosError>
     where
         F: Fn(ReadKey) -> Fut,
         Fut: Future<Output = Result<T, CosError>>,
     {
-        if !self.policy.uses_customer_keys() {
+        if !policy.uses_customer_keys() {
             return read(ReadKey::Plain).await;
         }
         let mut last: Option<CosError> = None;
-        for rk in self.order(key) {
+        for rk in self.order(policy, key) {
             match read(rk).await {
                 Ok(v) => {
-                    self.remember(key, rk);
+                    self.remember(policy, key, rk);
                     return Ok(v);
                 }
                 Err(e) if is_key_rejection(&e) => last = Some(e),
@@ -116,8 +121,9 @@ impl ReadKeys {
         Err(CosError {
             kind: CosErrorKind::SseKeyRejected,
             message: format!(
-                "neither the SSE-C key history (key MD5s {}) nor no key opens this object",
-                self.policy
+                "no key of the SSE-C key history (key MD5s {}) opens this object, and it \
+                 is not readable without a key either",
+                policy
                     .customer_keys()
                     .iter()
                     .map(|k| k.md5_b64())
@@ -142,12 +148,13 @@ mod tests {
         e
     }
 
-    fn two_keys() -> ReadKeys {
+    fn two_keys() -> (SsePolicy, ReadKeys) {
         let keys = vec![
             CustomerKey::parse(b"0123456789abcdef0123456789abcdef").unwrap(),
             CustomerKey::parse(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345").unwrap(),
         ];
-        ReadKeys::new(SsePolicy::new(SseMode::Customer { keys }).unwrap())
+        let policy = SsePolicy::new(SseMode::Customer { keys }).unwrap();
+        (policy, ReadKeys::new())
     }
 
     #[test]
@@ -167,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_opening_key_is_found_remembered_and_tried_first() {
-        let rk = two_keys();
+        let (policy, rk) = two_keys();
         let tries = AtomicUsize::new(0);
         let open_with_second = |k: ReadKey| {
             tries.fetch_add(1, Ordering::Relaxed);
@@ -178,22 +185,26 @@ mod tests {
                 }
             }
         };
-        let got = rk.probe(CosOp::HeadObject, "o", open_with_second).await;
+        let got = rk
+            .probe(&policy, CosOp::HeadObject, "o", open_with_second)
+            .await;
         assert_eq!(got.unwrap(), ReadKey::Customer(1));
         assert_eq!(tries.swap(0, Ordering::Relaxed), 2);
         assert_eq!(rk.hint("o"), Some(ReadKey::Customer(1)));
         // Next time the remembered key goes first: one request.
-        let got = rk.probe(CosOp::GetObject, "o", open_with_second).await;
+        let got = rk
+            .probe(&policy, CosOp::GetObject, "o", open_with_second)
+            .await;
         assert_eq!(got.unwrap(), ReadKey::Customer(1));
         assert_eq!(tries.load(Ordering::Relaxed), 1);
-        assert_eq!(rk.for_new_objects(), ReadKey::Customer(0));
+        assert_eq!(ReadKeys::for_new_objects(&policy), ReadKey::Customer(0));
     }
 
     #[tokio::test]
     async fn plain_objects_are_read_without_a_key_after_the_history() {
-        let rk = two_keys();
+        let (policy, rk) = two_keys();
         let got = rk
-            .probe(CosOp::HeadObject, "p", |k| async move {
+            .probe(&policy, CosOp::HeadObject, "p", |k| async move {
                 if k == ReadKey::Plain {
                     Ok(())
                 } else {
@@ -207,10 +218,10 @@ mod tests {
 
     #[tokio::test]
     async fn no_key_opening_is_sse_key_rejected_and_other_errors_stop_the_probe() {
-        let rk = two_keys();
-        rk.remember("x", ReadKey::Customer(0));
+        let (policy, rk) = two_keys();
+        rk.remember(&policy, "x", ReadKey::Customer(0));
         let e = rk
-            .probe(CosOp::HeadObject, "x", |_| async {
+            .probe(&policy, CosOp::HeadObject, "x", |_| async {
                 Err::<(), _>(rejected(403, None))
             })
             .await
@@ -224,7 +235,7 @@ mod tests {
         );
         let tries = AtomicUsize::new(0);
         let e = rk
-            .probe(CosOp::HeadObject, "y", |_| {
+            .probe(&policy, CosOp::HeadObject, "y", |_| {
                 tries.fetch_add(1, Ordering::Relaxed);
                 async { Err::<(), _>(rejected(404, Some("NoSuchKey"))) }
             })
@@ -236,13 +247,14 @@ mod tests {
 
     #[tokio::test]
     async fn without_customer_keys_one_plain_attempt_and_no_hints() {
-        let rk = ReadKeys::new(SsePolicy::none());
+        let policy = SsePolicy::none();
+        let rk = ReadKeys::new();
         let got = rk
-            .probe(CosOp::HeadObject, "k", |k| async move { Ok(k) })
+            .probe(&policy, CosOp::HeadObject, "k", |k| async move { Ok(k) })
             .await;
         assert_eq!(got.unwrap(), ReadKey::Plain);
-        rk.remember("k", ReadKey::Plain);
+        rk.remember(&policy, "k", ReadKey::Plain);
         assert_eq!(rk.hint("k"), None);
-        assert_eq!(rk.for_new_objects(), ReadKey::Plain);
+        assert_eq!(ReadKeys::for_new_objects(&policy), ReadKey::Plain);
     }
 }

@@ -105,10 +105,8 @@ impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
             prefix: String::new(),
-            // SAFETY: getuid cannot fail and touches no memory of ours.
-            uid: unsafe { libc::getuid() },
-            // SAFETY: as getuid.
-            gid: unsafe { libc::getgid() },
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
             umask: 0o022,
             read_only: false,
             // cosfs keeps stats forever by default; 60 s lets other clients' changes show.

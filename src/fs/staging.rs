@@ -2,9 +2,9 @@
 //! directory nobody else can touch, within a free-space floor and a file-descriptor budget.
 //!
 //! Staging files hold plaintext of possibly SSE-C-encrypted objects, so:
-//! - The directory is private. Without `staging_dir=` the daemon makes a fresh one with
-//!   `mkdtemp` (mode 0700, unpredictable name) under `$TMPDIR` and removes it at exit. A
-//!   configured directory is created 0700 if missing; an existing one must be a real
+//! - The directory is private. Without `staging_dir=` the daemon makes a fresh one
+//!   (mode 0700, random name, created only if new) under `$TMPDIR` and removes it at
+//!   exit. A configured directory is created 0700 if missing; an existing one must be a real
 //!   directory (not a symlink) owned by the daemon's user with no group or other
 //!   permissions, or the mount is refused with a message saying how to fix it.
 //! - Files have no name: `O_TMPFILE` where the file system supports it, else a random
@@ -17,10 +17,8 @@
 //!   with NoSpace (ENOSPC) instead of filling the disk.
 
 use super::error::{fs_err, FsError, FsErrorKind};
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,22 +29,14 @@ pub type FreeSpaceProbe = Arc<dyn Fn(&Path) -> io::Result<u64> + Send + Sync>;
 
 /// `statvfs` of the path: bytes available to unprivileged users.
 pub fn statvfs_free(path: &Path) -> io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; statvfs only writes into `st`.
-    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The staging directory of a mount and its limits.
 pub struct StagingArea {
     dir: PathBuf,
-    /// The directory was made by us (mkdtemp) and is removed when the area is dropped.
+    /// The directory was made by us (`fresh_private_dir`) and is removed when the area is dropped.
     owned: bool,
     min_free: u64,
     probe: parking_lot::RwLock<FreeSpaceProbe>,
@@ -186,28 +176,30 @@ fn open_random_unlinked(dir: &Path) -> io::Result<File> {
     ))
 }
 
-/// Creates a fresh 0700 directory with an unpredictable name under `parent`.
+/// Creates a fresh 0700 directory with an unpredictable name under `parent` (as
+/// mkdtemp does: the name is random and the creation fails if it exists).
 fn fresh_private_dir(parent: &Path) -> io::Result<PathBuf> {
-    let template = parent.join("cosmount-staging-XXXXXX");
-    let mut bytes = CString::new(template.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        .into_bytes_with_nul();
-    // SAFETY: `bytes` is a writable NUL-terminated template ending in XXXXXX; mkdtemp
-    // replaces the X's in place and returns NULL on failure.
-    let r = unsafe { libc::mkdtemp(bytes.as_mut_ptr() as *mut libc::c_char) };
-    if r.is_null() {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!(
-                "cannot create a private staging directory in {}: {e} (set TMPDIR or \
-                 staging_dir=)",
-                parent.display()
-            ),
-        ));
+    let mut last = None;
+    for _ in 0..8 {
+        let dir = parent.join(format!("cosmount-staging-{:016x}", rand::random::<u64>()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
+        }
     }
-    bytes.pop();
-    Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    let e = last.unwrap_or_else(|| io::Error::other("no attempt made"));
+    Err(io::Error::new(
+        e.kind(),
+        format!(
+            "cannot create a private staging directory in {}: {e} (set TMPDIR or \
+             staging_dir=)",
+            parent.display()
+        ),
+    ))
 }
 
 /// Checks (or creates) a configured staging directory: a real directory, ours, private.
@@ -226,8 +218,7 @@ fn private_dir(dir: &Path) -> io::Result<PathBuf> {
         }
     }
     let meta = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     let refuse = |why: String| {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -339,8 +330,7 @@ mod tests {
         let e = StagingArea::open(Some(&link), 0, 4).unwrap_err();
         assert!(e.to_string().contains("symlink"), "{e}");
 
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             let theirs = t.path().join("theirs");
             std::fs::DirBuilder::new()
                 .mode(0o700)

@@ -166,7 +166,7 @@ impl<C: ObjectClient> CosFuse<C> {
                     // What the admin must fix is the key file, not the program.
                     tracing::error!(
                         errno,
-                        "no key of the SSE-C key history opens this object (or it needs a key and none is configured): {}",
+                        "SSE-C key missing or wrong for this object; fix the key file of use_sse=custom:FILE (or load_sse_c=FILE), or add the key that wrote it to that file: {}",
                         e.message
                     );
                 } else if errno == libc::ENOENT {

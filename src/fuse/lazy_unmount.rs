@@ -9,16 +9,10 @@
 //! the daemon's own is the caller's check (`serve`): these functions act on whatever is
 //! mounted there.
 
-use std::ffi::CString;
+use rustix::mount::UnmountFlags;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn c_path(mountpoint: &Path) -> io::Result<CString> {
-    CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount point has a NUL byte"))
-}
 
 /// Runs `helper ARGS -- MOUNTPOINT` for the first of fusermount3/fusermount that
 /// succeeds (the setuid helpers are how a non-root daemon unmounts).
@@ -39,13 +33,11 @@ fn fusermount(args: &[&str], mountpoint: &Path) -> bool {
 /// Unmounts `mountpoint`: `umount2` when privileged, else `fusermount3 -u`; a busy mount
 /// (or one neither could unmount) is detached lazily with [`detach`].
 pub fn unmount(mountpoint: &Path) -> io::Result<()> {
-    let c = c_path(mountpoint)?;
     // NOFOLLOW: a symlink planted at the path must not redirect the unmount.
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
-        return Ok(());
-    }
-    let direct = io::Error::last_os_error();
+    let direct = match rustix::mount::unmount(mountpoint, UnmountFlags::NOFOLLOW) {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
+    };
     if direct.raw_os_error() == Some(libc::EPERM) && fusermount(&["-u"], mountpoint) {
         return Ok(());
     }
@@ -55,12 +47,11 @@ pub fn unmount(mountpoint: &Path) -> io::Result<()> {
 /// Lazily unmounts `mountpoint`: `umount2(MNT_DETACH)` when privileged, else
 /// `fusermount3 -u -z` (then `fusermount -u -z`).
 pub fn detach(mountpoint: &Path) -> io::Result<()> {
-    let c = c_path(mountpoint)?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } == 0 {
-        return Ok(());
-    }
-    let direct = io::Error::last_os_error();
+    let flags = UnmountFlags::DETACH | UnmountFlags::NOFOLLOW;
+    let direct = match rustix::mount::unmount(mountpoint, flags) {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
+    };
     if fusermount(&["-u", "-z"], mountpoint) {
         return Ok(());
     }

@@ -8,8 +8,9 @@ use super::lazy_unmount;
 use crate::cos::ObjectClient;
 use crate::fs::CosFs;
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use rustix::event::{PollFd, PollFlags};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,18 +97,20 @@ impl OwnMount {
     /// Whether the kernel has ended our FUSE connection: the file system was unmounted
     /// (by anyone) or its connection aborted. poll() then reports POLLERR on the device.
     fn connection_ended(&self) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.connection.as_raw_fd(),
-            events: 0,
-            revents: 0,
+        let mut fds = [PollFd::new(&self.connection, PollFlags::empty())];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
         };
         loop {
-            // SAFETY: one valid pollfd for the duration of the call; zero timeout.
-            let n = unsafe { libc::poll(&mut p, 1, 0) };
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+            match rustix::event::poll(&mut fds, Some(&zero)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return false,
+                Ok(n) => {
+                    let ended = PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL;
+                    return n == 1 && fds[0].revents().intersects(ended);
+                }
             }
-            return n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
         }
     }
 
@@ -284,7 +287,6 @@ pub fn serve<C: ObjectClient>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::FromRawFd;
 
     #[test]
     fn topmost_mount_at_a_path_with_escapes() {
@@ -305,11 +307,7 @@ mod tests {
     /// once the write end is closed, as it reports POLLERR on an ended FUSE connection.
     #[test]
     fn own_mount_requires_a_live_connection_and_the_recorded_device() {
-        let mut fds = [0; 2];
-        // SAFETY: pipe(2) fills two descriptors that we then own.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = rustix::pipe::pipe().expect("pipe");
         let root = mount_device(Path::new("/proc")).expect("/proc is a mount");
         let own = OwnMount {
             path: PathBuf::from("/proc"),
