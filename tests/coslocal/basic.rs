@@ -273,32 +273,6 @@ async fn copy_and_delete() {
     assert_eq!(s.send(Call::new("HEAD", "dst2")).await.status(), 404);
 }
 
-async fn initiate(s: &TestServer, key: &str, extra: &[(&str, &str)]) -> String {
-    let mut c = Call::new("POST", key).q("uploads", "");
-    for (n, v) in extra {
-        c = c.h(n, v);
-    }
-    let r = s.send(c).await;
-    assert_eq!(r.status(), 200);
-    let xml = r.text().await.expect("xml");
-    xml.split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .expect("UploadId")
-        .to_string()
-}
-
-fn complete_doc(parts: &[(u32, String)]) -> String {
-    let mut d = String::from("<CompleteMultipartUpload>");
-    for (n, e) in parts {
-        d.push_str(&format!(
-            "<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
-        ));
-    }
-    d.push_str("</CompleteMultipartUpload>");
-    d
-}
-
 #[tokio::test]
 async fn multipart_upload_and_rules() {
     let s = start().await;

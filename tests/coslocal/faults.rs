@@ -429,12 +429,7 @@ async fn corrupt_hits_plaintext_offsets_of_multipart_sse_c_objects() {
         .await;
     assert_eq!(r.status(), 200);
     let xml = r.text().await.expect("xml");
-    let id = xml
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .expect("UploadId")
-        .to_string();
+    let id = upload_id_of(&xml);
     // Two parts, so two at-rest segments with their own IVs.
     let p1 = data(1024 * 1024, 31);
     let p2 = data(70_000, 32);

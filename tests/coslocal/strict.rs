@@ -356,12 +356,7 @@ async fn sse_c_multipart_parts_need_the_same_key() {
         Some(KEY_MD5)
     );
     let xml = r.text().await.expect("xml");
-    let id = xml
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .expect("id")
-        .to_string();
+    let id = upload_id_of(&xml);
     let p1 = data(1024 * 1024, 1);
     let p2 = data(1000, 2);
     let part = |n: &str, body: &[u8]| {
@@ -537,12 +532,7 @@ async fn deeply_nested_xml_is_malformed_and_the_server_keeps_serving() {
     let init = s.send(Call::new("POST", "mp").q("uploads", "")).await;
     assert_eq!(init.status(), 200);
     let xml = init.text().await.expect("xml");
-    let id = xml
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .expect("UploadId")
-        .to_string();
+    let id = upload_id_of(&xml);
     let deep = deeply_nested("CompleteMultipartUpload", 50_000);
     let r = s
         .send(Call::new("POST", "mp").q("uploadId", &id).body(deep))

@@ -10,12 +10,7 @@ async fn complete_sends_leading_whitespace_when_forced() {
     let s = start_with(|c| c.complete_whitespace = true).await;
     let r = s.send(Call::new("POST", "ws").q("uploads", "")).await;
     let xml = r.text().await.expect("xml");
-    let id = xml
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .expect("id")
-        .to_string();
+    let id = upload_id_of(&xml);
     let r = s
         .send(
             Call::new("PUT", "ws")

@@ -269,3 +269,35 @@ pub fn data(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The UploadId of an Initiate Multipart Upload answer.
+pub fn upload_id_of(xml: &str) -> String {
+    xml.split("<UploadId>")
+        .nth(1)
+        .and_then(|x| x.split("</UploadId>").next())
+        .unwrap_or_else(|| panic!("no UploadId in {xml}"))
+        .to_string()
+}
+
+/// Initiates a multipart upload of `key` (with `extra` headers); its UploadId.
+pub async fn initiate(s: &TestServer, key: &str, extra: &[(&str, &str)]) -> String {
+    let mut c = Call::new("POST", key).q("uploads", "");
+    for (n, v) in extra {
+        c = c.h(n, v);
+    }
+    let r = s.send(c).await;
+    assert_eq!(r.status(), 200);
+    upload_id_of(&r.text().await.expect("xml"))
+}
+
+/// The Complete Multipart Upload body for `(part number, ETag)` pairs.
+pub fn complete_doc(parts: &[(u32, String)]) -> String {
+    let mut d = String::from("<CompleteMultipartUpload>");
+    for (n, e) in parts {
+        d.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+        ));
+    }
+    d.push_str("</CompleteMultipartUpload>");
+    d
+}
