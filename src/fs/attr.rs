@@ -1,10 +1,17 @@
 //! File attributes and the cosfs metadata conventions.
 //!
 //! Objects carry `x-cos-meta-mode` (decimal full `st_mode`), `-uid`, `-gid` and `-mtime`
-//! (decimal Unix seconds). Objects written by other tools may carry none of them: they
-//! get the mount's uid/gid, `0666 & !umask` (files) or `0777 & !umask` (directories) and
-//! `Last-Modified` as mtime. The file type comes from the mode bits when present, else
-//! from `Content-Type: application/x-directory` or a trailing `/`.
+//! (decimal Unix seconds), as cosfs writes them; cosmount adds `-ctime` (decimal Unix
+//! seconds, the name s3fs uses) and, for device nodes, `-rdev` (the decimal device
+//! number). Objects written by other tools may carry none of them: they get the mount's
+//! uid/gid, `0666 & !umask` (files) or `0777 & !umask` (directories) and `Last-Modified`
+//! as mtime and ctime. The file type comes from the mode bits when present, else from
+//! `Content-Type: application/x-directory` or a trailing `/`.
+//!
+//! Special files (FIFOs, sockets, character and block devices) are empty objects whose
+//! mode carries their type, as cosfs and s3fs store them. The mount is `nodev` and the
+//! kernel serves FIFOs and sockets itself: such an object is only a name with a type and
+//! a number.
 
 use crate::cos::{ObjectMeta, PutOptions};
 use std::collections::BTreeMap;
@@ -24,6 +31,53 @@ pub enum FileKind {
     File,
     Directory,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    /// The `S_IF*` bits of this kind.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            FileKind::File => S_IFREG,
+            FileKind::Directory => S_IFDIR,
+            FileKind::Symlink => S_IFLNK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+
+    /// The kind of the `S_IF*` bits of `mode`, if they name one.
+    pub fn from_mode(mode: u32) -> Option<FileKind> {
+        [
+            FileKind::File,
+            FileKind::Directory,
+            FileKind::Symlink,
+            FileKind::Fifo,
+            FileKind::Socket,
+            FileKind::CharDevice,
+            FileKind::BlockDevice,
+        ]
+        .into_iter()
+        .find(|k| k.type_bits() == mode & S_IFMT)
+    }
+
+    /// A FIFO, socket or device node: an empty object with a type (and a number).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice
+        )
+    }
+
+    /// Device nodes carry a device number.
+    pub fn is_device(self) -> bool {
+        matches!(self, FileKind::CharDevice | FileKind::BlockDevice)
+    }
 }
 
 /// Attributes of an inode, independent of fuser.
@@ -37,17 +91,19 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    /// Last change of the inode (data or attributes).
+    pub ctime: SystemTime,
+    /// Device number of a device node, else 0.
+    pub rdev: u32,
+    /// Names of the inode: 2 for a directory, 0 for a file removed while open, else 1
+    /// (hard links are not supported).
+    pub nlink: u32,
 }
 
 impl Attr {
     /// The full `st_mode` as stored in `x-cos-meta-mode`.
     pub fn mode(&self) -> u32 {
-        let t = match self.kind {
-            FileKind::File => S_IFREG,
-            FileKind::Directory => S_IFDIR,
-            FileKind::Symlink => S_IFLNK,
-        };
-        t | u32::from(self.perm)
+        self.kind.type_bits() | u32::from(self.perm)
     }
 }
 
@@ -59,19 +115,30 @@ pub struct MetaAttrs {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    /// Device number (device nodes only; 0 otherwise).
+    pub rdev: u32,
 }
 
 impl MetaAttrs {
     /// Metadata of a node being created now by `uid`/`gid`, with permission bits
     /// `mode & !umask` (file-type bits in `mode` are ignored).
     pub fn new_node(kind: FileKind, mode: u32, umask: u32, uid: u32, gid: u32) -> MetaAttrs {
+        let now = SystemTime::now();
         MetaAttrs {
             kind,
             perm: (mode & !umask & 0o7777) as u16,
             uid,
             gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
+            rdev: 0,
         }
+    }
+
+    /// The inode changed now (its data, mode, owner, times or names): ctime moves.
+    pub fn changed(&mut self) {
+        self.ctime = SystemTime::now();
     }
 }
 
@@ -98,18 +165,16 @@ pub fn meta_from(
 ) -> MetaAttrs {
     let mode = parse_u32(user_meta, "mode").or_else(|| parse_u32(user_meta, "permissions"));
     let dir_hint = key.ends_with('/') || content_type == Some(DIR_CONTENT_TYPE);
-    let kind = match mode.map(|m| m & S_IFMT) {
-        Some(S_IFDIR) => FileKind::Directory,
-        Some(S_IFLNK) => FileKind::Symlink,
-        Some(S_IFREG) => FileKind::File,
-        _ if dir_hint => FileKind::Directory,
-        _ => FileKind::File,
+    let kind = match mode.and_then(FileKind::from_mode) {
+        Some(k) => k,
+        None if dir_hint => FileKind::Directory,
+        None => FileKind::File,
     };
     let perm = match (mode, kind) {
         (Some(m), _) => (m & 0o7777) as u16,
         (None, FileKind::Directory) => (0o777 & !d.umask) as u16,
         (None, FileKind::Symlink) => 0o777,
-        (None, FileKind::File) => (0o666 & !d.umask) as u16,
+        (None, _) => (0o666 & !d.umask) as u16,
     };
     let uid = parse_u32(user_meta, "uid")
         .or_else(|| parse_u32(user_meta, "owner"))
@@ -117,23 +182,35 @@ pub fn meta_from(
     let gid = parse_u32(user_meta, "gid")
         .or_else(|| parse_u32(user_meta, "group"))
         .unwrap_or(d.gid);
-    let mtime = user_meta
-        .get("mtime")
-        .and_then(|v| {
-            v.trim()
-                .split('.')
-                .next()
-                .and_then(|s| s.parse::<u64>().ok())
-        })
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .unwrap_or(last_modified);
+    let mtime = unix_seconds(user_meta, "mtime").unwrap_or(last_modified);
+    let ctime = unix_seconds(user_meta, "ctime").unwrap_or(mtime);
+    let rdev = if kind.is_device() {
+        parse_u32(user_meta, "rdev").unwrap_or(0)
+    } else {
+        0
+    };
     MetaAttrs {
         kind,
         perm,
         uid,
         gid,
         mtime,
+        ctime,
+        rdev,
     }
+}
+
+/// A time stored as decimal Unix seconds (a fraction, if some tool wrote one, is ignored).
+fn unix_seconds(m: &BTreeMap<String, String>, k: &str) -> Option<SystemTime> {
+    let v = m.get(k)?;
+    let secs = v.trim().split('.').next()?.parse::<u64>().ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn seconds_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Reads the conventions from a HEAD answer.
@@ -155,26 +232,23 @@ pub fn implicit_dir(d: &Defaults) -> MetaAttrs {
         uid: d.uid,
         gid: d.gid,
         mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        rdev: 0,
     }
 }
 
 /// The object attributes that store `m` (and the content type of the object).
 pub fn put_options(m: &MetaAttrs, content_type: Option<String>) -> PutOptions {
-    let t = match m.kind {
-        FileKind::File => S_IFREG,
-        FileKind::Directory => S_IFDIR,
-        FileKind::Symlink => S_IFLNK,
-    };
-    let secs = m
-        .mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let mode = m.kind.type_bits() | u32::from(m.perm);
     let mut user_meta = BTreeMap::new();
-    user_meta.insert("mode".to_string(), (t | u32::from(m.perm)).to_string());
+    user_meta.insert("mode".to_string(), mode.to_string());
     user_meta.insert("uid".to_string(), m.uid.to_string());
     user_meta.insert("gid".to_string(), m.gid.to_string());
-    user_meta.insert("mtime".to_string(), secs.to_string());
+    user_meta.insert("mtime".to_string(), seconds_of(m.mtime).to_string());
+    user_meta.insert("ctime".to_string(), seconds_of(m.ctime).to_string());
+    if m.kind.is_device() {
+        user_meta.insert("rdev".to_string(), m.rdev.to_string());
+    }
     let content_type = match m.kind {
         FileKind::Directory => Some(DIR_CONTENT_TYPE.to_string()),
         _ => content_type,
@@ -254,10 +328,38 @@ mod tests {
             uid: 1,
             gid: 2,
             mtime: UNIX_EPOCH + Duration::from_secs(99),
+            ctime: UNIX_EPOCH + Duration::from_secs(120),
+            rdev: 0,
         };
         let o = put_options(&a, None);
         assert_eq!(o.user_meta["mode"], "41471");
+        assert_eq!(o.user_meta["ctime"], "120");
         let b = meta_from(&o.user_meta, o.content_type.as_deref(), "l", UNIX_EPOCH, &D);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn special_files_keep_their_type_and_device_number() {
+        for (kind, bits) in [
+            (FileKind::Fifo, libc::S_IFIFO),
+            (FileKind::Socket, libc::S_IFSOCK),
+            (FileKind::CharDevice, libc::S_IFCHR),
+            (FileKind::BlockDevice, libc::S_IFBLK),
+        ] {
+            let mut a = MetaAttrs::new_node(kind, 0o640, 0, 3, 4);
+            a.rdev = if kind.is_device() { 0x0801 } else { 0 };
+            let o = put_options(&a, None);
+            assert_eq!(o.user_meta["mode"], (bits | 0o640).to_string());
+            assert_eq!(o.user_meta.contains_key("rdev"), kind.is_device());
+            let b = meta_from(&o.user_meta, None, "n", UNIX_EPOCH, &D);
+            assert_eq!((b.kind, b.perm, b.rdev), (kind, 0o640, a.rdev));
+            assert!(kind.is_special());
+        }
+        // s3fs/cosfs write the same decimal mode: a FIFO 0644 is 4516.
+        let a = meta_from(&m(&[("mode", "4516")]), None, "p", UNIX_EPOCH, &D);
+        assert_eq!((a.kind, a.perm), (FileKind::Fifo, 0o644));
+        // Without a ctime entry, ctime is the mtime.
+        let a = meta_from(&m(&[("mtime", "50")]), None, "f", UNIX_EPOCH, &D);
+        assert_eq!(a.ctime, UNIX_EPOCH + Duration::from_secs(50));
     }
 }

@@ -240,6 +240,7 @@ impl<C: ObjectClient> CosFs<C> {
         let mut t = self.inner.table.lock();
         let ino = t.upsert(parent, name, f, Instant::now());
         t.add_lookup(ino);
+        t.entries_changed(parent);
         match t.get(ino) {
             Some(n) => self.entry_of(n),
             None => Entry {
@@ -251,6 +252,9 @@ impl<C: ObjectClient> CosFs<C> {
                     uid: 0,
                     gid: 0,
                     mtime: SystemTime::now(),
+                    ctime: SystemTime::now(),
+                    rdev: 0,
+                    nlink: 1,
                 },
                 generation: 0,
                 ttl: Duration::ZERO,
@@ -302,6 +306,7 @@ impl<C: ObjectClient> CosFs<C> {
         let mut t = self.inner.table.lock();
         t.detach(parent, name);
         t.set_negative(parent, name, Instant::now());
+        t.entries_changed(parent);
         Ok(())
     }
 }

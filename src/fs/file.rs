@@ -214,6 +214,26 @@ impl<C: ObjectClient> CosFs<C> {
         Ok(())
     }
 
+    /// Before `ino` loses its object (unlink, or a rename over it): if handles of it are
+    /// open, its content moves to a staging file, so they keep reading and writing it as
+    /// on a local disk until the last one closes; nothing of an unlinked file is uploaded
+    /// again (see `commit_stream` and `flush_locked`). A failure here is the file's
+    /// (settled, so its handles get the error); the name goes anyway.
+    pub(super) async fn keep_for_open_handles(&self, ino: u64) {
+        let Some(of) = self.open_file(ino) else {
+            return;
+        };
+        let mut st = of.state.lock().await;
+        let r = self.to_staging(ino, &mut st).await;
+        if let Err(e) = self.settle(ino, &mut st, r) {
+            tracing::warn!(
+                ino,
+                error = %e,
+                "a file removed while open could not be kept for its open descriptors; they get this error from now on"
+            );
+        }
+    }
+
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         self.write_as(fh, offset, data, None).await
     }

@@ -74,6 +74,13 @@ impl Inode {
             uid: self.meta.uid,
             gid: self.meta.gid,
             mtime: self.meta.mtime,
+            ctime: self.meta.ctime,
+            rdev: self.meta.rdev,
+            nlink: match self.meta.kind {
+                FileKind::Directory => 2,
+                _ if self.unlinked => 0,
+                _ => 1,
+            },
         }
     }
 
@@ -84,19 +91,26 @@ impl Inode {
     // What happened to the inode, one method each: the fs modules say what happened and
     // the inode decides which of its fields that changes.
 
-    /// A write reached `end`: the file has local content and a write's mtime.
+    /// A write reached `end`: the file has local content and a write's mtime and ctime.
     pub fn written(&mut self, end: u64) {
         self.local = true;
         self.size = self.size.max(end);
-        self.meta.mtime = SystemTime::now();
+        self.data_changed();
         self.mtime_explicit = false;
+    }
+
+    /// The content (or, for a directory, the entries) changed now: mtime and ctime.
+    pub fn data_changed(&mut self) {
+        let now = SystemTime::now();
+        self.meta.mtime = now;
+        self.meta.ctime = now;
     }
 
     /// The file's content was replaced locally (emptied by O_TRUNC, resized by a
     /// truncation of pending data): local content, a write's mtime.
     pub fn changed_locally(&mut self, size: Option<u64>) {
         self.local = true;
-        self.meta.mtime = SystemTime::now();
+        self.data_changed();
         if let Some(s) = size {
             self.size = s;
         }
@@ -127,9 +141,11 @@ impl Inode {
         self.crc64 = crc64.or(self.crc64);
     }
 
-    /// utimens set the mtime: it must survive the next upload.
+    /// utimens set the mtime: it must survive the next upload. Setting times is a
+    /// change of the inode: ctime moves to now.
     pub fn mtime_set(&mut self, mtime: SystemTime) {
         self.meta.mtime = mtime;
+        self.meta.changed();
         self.mtime_explicit = true;
     }
 
@@ -296,10 +312,13 @@ impl InodeTable {
     /// lookup completes it with a HEAD.
     pub fn upsert_listed(&mut self, parent: u64, name: &str, mut f: Found, now: Instant) -> u64 {
         if let Some(n) = self.child(parent, name) {
-            // A listing cannot tell a symlink from a file: keep what a HEAD said.
-            if n.meta.kind == FileKind::Symlink && f.meta.kind == FileKind::File {
-                f.meta.kind = FileKind::Symlink;
+            // A listing cannot tell a symlink or special file from a regular file: keep
+            // what a HEAD said.
+            let typed = n.meta.kind == FileKind::Symlink || n.meta.kind.is_special();
+            if typed && f.meta.kind == FileKind::File {
+                f.meta.kind = n.meta.kind;
                 f.meta.perm = n.meta.perm;
+                f.meta.rdev = n.meta.rdev;
             }
             if n.meta.kind == f.meta.kind && n.fresh(now) {
                 return n.ino;
@@ -330,11 +349,25 @@ impl InodeTable {
         Some(ino)
     }
 
-    /// Moves `parent/name` to `new_parent/new_name`, detaching whatever was there.
+    /// This mount created, removed or renamed an entry of directory `dir`: its mtime and
+    /// ctime move (in memory: a directory's times are not worth a request of their own).
+    pub fn entries_changed(&mut self, dir: u64) {
+        if let Some(d) = self.inodes.get_mut(&dir) {
+            d.data_changed();
+        }
+    }
+
+    /// Moves `parent/name` to `new_parent/new_name`, detaching whatever was there. Both
+    /// directories' times and the moved inode's ctime move.
     pub fn rename(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
         let Some(ino) = self.children.remove(&(parent, name.to_string())) else {
             return;
         };
+        self.entries_changed(parent);
+        self.entries_changed(new_parent);
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.meta.changed();
+        }
         self.detach(new_parent, new_name);
         self.negative.remove(&(new_parent, new_name.to_string()));
         if let Some(n) = self.inodes.get_mut(&ino) {

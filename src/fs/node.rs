@@ -1,5 +1,6 @@
-//! Non-directory names: `create` and `mknod` of regular files, `symlink`/`readlink`,
-//! `unlink`, and the refusal of hard links (`link`).
+//! Non-directory names: `create` of regular files, `mknod` of regular and special files
+//! (FIFOs, sockets, device nodes: empty objects whose mode carries the type, see `attr`),
+//! `symlink`/`readlink`, `unlink`, and the refusal of hard links (`link`).
 
 use super::attr::MetaAttrs;
 use super::error::fs_err;
@@ -56,6 +57,7 @@ impl<C: ObjectClient> CosFs<C> {
                 n.created(f.meta);
             }
             t.add_lookup(ino);
+            t.entries_changed(parent);
             let e = t.get(ino).map(|n| self.entry_of(n));
             (e, ino)
         };
@@ -74,26 +76,36 @@ impl<C: ObjectClient> CosFs<C> {
         Ok((entry, fh))
     }
 
-    /// mknod: regular files only (an empty object); devices, FIFOs and sockets are refused.
+    /// mknod: an empty object of the type in `mode` (no type bits: a regular file);
+    /// `rdev` is kept for device nodes. Directories and symlinks have their own calls.
     pub async fn mknod(
         &self,
         parent: u64,
         name: &str,
         mode: u32,
         umask: u32,
+        rdev: u32,
         caller: Caller,
     ) -> Result<Entry, FsError> {
         self.ro()?;
-        let t = mode & attr::S_IFMT;
-        if t != 0 && t != attr::S_IFREG {
-            return Err(fs_err(
-                FsErrorKind::Unsupported,
-                "only regular files can be created",
-            ));
-        }
+        let kind = match mode & attr::S_IFMT {
+            0 => FileKind::File,
+            t => match FileKind::from_mode(t) {
+                Some(k) if k == FileKind::File || k.is_special() => k,
+                _ => {
+                    return Err(fs_err(
+                        FsErrorKind::InvalidArgument,
+                        format!("mknod of file type {t:o}"),
+                    ))
+                }
+            },
+        };
         self.ensure_absent(parent, name).await?;
         let key = self.child_key(parent, name)?;
-        let meta = MetaAttrs::new_node(FileKind::File, mode, umask, caller.uid, caller.gid);
+        let mut meta = MetaAttrs::new_node(kind, mode, umask, caller.uid, caller.gid);
+        if kind.is_device() {
+            meta.rdev = rdev;
+        }
         let opts = attr::put_options(&meta, None);
         let r = self.inner.client.put(&key, Bytes::new(), &opts).await?;
         Ok(self.insert_found(
@@ -177,14 +189,19 @@ impl<C: ObjectClient> CosFs<C> {
             return Err(fs_err(FsErrorKind::IsDir, name.to_string()));
         }
         let key = self.key_of(n.ino)?;
+        self.keep_for_open_handles(n.ino).await;
         // A file that exists only locally has no object; the delete is harmless then.
         if let Err(e) = self.inner.client.delete(&key).await {
             self.forget_names(&[(parent, name)]);
             return Err(e.into());
         }
         let mut t = self.inner.table.lock();
-        t.detach(parent, name);
+        if let Some(n) = t.detach(parent, name).and_then(|ino| t.get_mut(ino)) {
+            // Its link count fell: a change of the inode (seen through open handles).
+            n.meta.changed();
+        }
         t.set_negative(parent, name, Instant::now());
+        t.entries_changed(parent);
         Ok(())
     }
 

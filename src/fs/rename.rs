@@ -50,6 +50,8 @@ impl<C: ObjectClient> CosFs<C> {
                 if d.meta.kind == FileKind::Directory {
                     return Err(fs_err(FsErrorKind::IsDir, new_name.to_string()));
                 }
+                // The replaced file stays readable through descriptors open on it.
+                self.keep_for_open_handles(d.ino).await;
             }
             let n = self.node(src.ino)?;
             let from = CopySource::key(&src_key)

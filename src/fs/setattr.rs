@@ -9,7 +9,6 @@ use super::write::Stream;
 use super::{attr, not_found, Attr, CosFs, FileKind, FsError, FsErrorKind, SetAttr};
 use crate::cos::{CopySource, MetadataDirective, ObjectClient};
 use bytes::Bytes;
-use std::time::SystemTime;
 
 impl<C: ObjectClient> CosFs<C> {
     pub async fn setattr(&self, ino: u64, s: SetAttr) -> Result<Attr, FsError> {
@@ -42,6 +41,9 @@ impl<C: ObjectClient> CosFs<C> {
             }
             if let Some(g) = s.gid {
                 n.meta.gid = g;
+            }
+            if s.mode.is_some() || s.uid.is_some() || s.gid.is_some() {
+                n.meta.changed();
             }
             if let Some(t) = s.mtime {
                 n.mtime_set(t);
@@ -127,6 +129,10 @@ impl<C: ObjectClient> CosFs<C> {
         if n.size == size && !n.local {
             return Ok(());
         }
+        // The new object carries the truncation's times.
+        if let Some(n) = self.inner.table.lock().get_mut(ino) {
+            n.data_changed();
+        }
         let (key, opts) = self.upload_target(ino)?;
         let w = &self.inner.writer;
         let r = if size == 0 {
@@ -139,7 +145,6 @@ impl<C: ObjectClient> CosFs<C> {
         let ttl = self.inner.config.stat_ttl;
         if let Some(n) = self.inner.table.lock().get_mut(ino) {
             n.uploaded(r.etag, size, r.crc64, ttl);
-            n.meta.mtime = SystemTime::now();
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! one exhaustive match over `FsErrorKind` (`errno_of`, pure); `CosFuse::run` logs the
 //! failure once. Handler bodies run under `catch_unwind`: a panic is logged and answered
 //! with EIO instead of killing a worker thread. Every operation is either implemented or
-//! refused with a named errno: hard links, special files and xattrs get ENOTSUP,
+//! refused with a named errno: hard links and xattrs get ENOTSUP,
 //! RENAME_EXCHANGE gets EINVAL, and every mutation on a read-only mount EROFS.
 
 use crate::cos::{CosErrorKind, ObjectClient};
@@ -68,6 +68,10 @@ fn to_kind(k: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Directory => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -86,14 +90,14 @@ fn to_attr(a: &Attr) -> FileAttr {
         blocks: a.size.div_ceil(512),
         atime: a.mtime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: to_kind(a.kind),
         perm: a.perm,
-        nlink: if a.kind == FileKind::Directory { 2 } else { 1 },
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
     }
@@ -333,12 +337,17 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let c = caller(req);
-        let r = name_str(name)
-            .and_then(|n| self.call(req, "mknod", self.fs.mknod(parent.0, n, mode, umask, c)));
+        let r = name_str(name).and_then(|n| {
+            self.call(
+                req,
+                "mknod",
+                self.fs.mknod(parent.0, n, mode, umask, rdev, c),
+            )
+        });
         reply_entry(reply, r)
     }
 

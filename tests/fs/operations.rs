@@ -701,11 +701,12 @@ async fn mkdir_rmdir_unlink_symlink() {
         FsErrorKind::Unsupported
     );
     assert_eq!(
-        fs.mknod(ROOT_INO, "fifo", libc::S_IFIFO | 0o644, 0, ME)
+        fs.mknod(ROOT_INO, "dir", libc::S_IFDIR | 0o755, 0, 0, ME)
             .await
             .unwrap_err()
             .kind,
-        FsErrorKind::Unsupported
+        FsErrorKind::InvalidArgument,
+        "mknod makes no directories"
     );
     let long = "n".repeat(256);
     assert_eq!(
@@ -1221,4 +1222,198 @@ async fn only_the_writers_close_commits() {
     fs.flush_as(fh, Some(9)).await.unwrap();
     assert!(s.object("touched").is_some(), "touch: close creates it");
     fs.release(fh).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_are_typed_empty_objects_that_survive_a_remount() {
+    let (s, fs, _d) = setup();
+    let dev = (8 << 8) | 1;
+    let cases = [
+        ("fifo", libc::S_IFIFO, FileKind::Fifo, 0),
+        ("sock", libc::S_IFSOCK, FileKind::Socket, 0),
+        ("chr", libc::S_IFCHR, FileKind::CharDevice, dev),
+        ("blk", libc::S_IFBLK, FileKind::BlockDevice, dev),
+    ];
+    for (name, bits, kind, rdev) in cases {
+        let e = fs
+            .mknod(ROOT_INO, name, bits | 0o640, 0o022, rdev, ME)
+            .await
+            .unwrap();
+        assert_eq!((e.attr.kind, e.attr.perm, e.attr.rdev), (kind, 0o640, rdev));
+        let o = s.object(name).expect("stored");
+        assert!(o.data.is_empty());
+        assert_eq!(o.user_meta["mode"], (bits | 0o640).to_string());
+        assert_eq!(o.user_meta.contains_key("rdev"), rdev != 0);
+    }
+    // A fresh mount reads the types back from the objects; listings (which carry no
+    // metadata) show them once a lookup has seen them.
+    let fs2 = CosFs::new(
+        s.clone(),
+        fs.config().clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    for (name, _, kind, rdev) in cases {
+        let e = fs2.lookup(ROOT_INO, name).await.unwrap();
+        assert_eq!((e.attr.kind, e.attr.rdev), (kind, rdev), "{name}");
+    }
+    let dh = fs2.opendir(ROOT_INO).await.unwrap();
+    let mut listed = Vec::new();
+    fs2.readdir(dh, 0, |e, _| {
+        listed.push(e.clone());
+        false
+    })
+    .unwrap();
+    fs2.releasedir(dh);
+    for (name, _, kind, rdev) in cases {
+        let l = listed.iter().find(|d| d.name == name).expect("listed");
+        assert_eq!(l.kind, kind, "{name} in the listing");
+        assert_eq!(fs2.getattr(l.ino).await.unwrap().rdev, rdev, "{name}");
+    }
+    // They rename and unlink like files.
+    fs2.rename(ROOT_INO, "fifo", ROOT_INO, "fifo2", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs2.lookup(ROOT_INO, "fifo2").await.unwrap().attr.kind,
+        FileKind::Fifo
+    );
+    fs2.unlink(ROOT_INO, "fifo2").await.unwrap();
+    assert!(s.object("fifo2").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctime_follows_changes_and_is_stored_with_them() {
+    let (s, fs, _d) = setup();
+    let (e, fh) = fs
+        .create(ROOT_INO, "f", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"abc").await.unwrap();
+    fs.release(fh).await.unwrap();
+    let ino = e.attr.ino;
+    let a0 = fs.getattr(ino).await.unwrap();
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string()
+    };
+    assert_eq!(s.object("f").unwrap().user_meta["ctime"], secs(a0.ctime));
+    std::thread::sleep(Duration::from_millis(20));
+    // chmod: ctime moves, mtime does not; the self-copy stores the new ctime.
+    let a1 = fs
+        .setattr(
+            ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..SetAttr::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(a1.ctime > a0.ctime);
+    assert_eq!(a1.mtime, a0.mtime);
+    assert_eq!(s.object("f").unwrap().user_meta["ctime"], secs(a1.ctime));
+    std::thread::sleep(Duration::from_millis(20));
+    // A write moves both.
+    let fh = fs.open(ino, libc::O_WRONLY).await.unwrap();
+    fs.write(fh, 3, b"d").await.unwrap();
+    let a2 = fs.getattr(ino).await.unwrap();
+    assert!(a2.ctime > a1.ctime && a2.mtime > a1.mtime);
+    fs.release(fh).await.unwrap();
+    // Rename moves the file's ctime.
+    std::thread::sleep(Duration::from_millis(20));
+    fs.rename(ROOT_INO, "f", ROOT_INO, "g", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert!(fs.getattr(ino).await.unwrap().ctime > a2.ctime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_times_move_when_entries_change() {
+    let (_s, fs, _d) = setup();
+    let d = fs
+        .mkdir(ROOT_INO, "d", 0o755, 0, ME)
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let mut last = fs.getattr(d).await.unwrap();
+    let mut step = |what: &str, a: cosmount::fs::Attr| {
+        assert!(
+            a.mtime > last.mtime && a.ctime > last.ctime,
+            "{what} did not move the directory's times"
+        );
+        last = a;
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let (_, fh) = fs
+        .create(d, "f", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    step("create", fs.getattr(d).await.unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    fs.mkdir(d, "sub", 0o755, 0, ME).await.unwrap();
+    step("mkdir", fs.getattr(d).await.unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    fs.symlink(d, "l", "f", ME).await.unwrap();
+    step("symlink", fs.getattr(d).await.unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    fs.rename(d, "f", d, "g", RenameMode::Replace)
+        .await
+        .unwrap();
+    step("rename", fs.getattr(d).await.unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    fs.unlink(d, "g").await.unwrap();
+    step("unlink", fs.getattr(d).await.unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    fs.rmdir(d, "sub").await.unwrap();
+    step("rmdir", fs.getattr(d).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_unlinked_while_open_stays_usable_until_the_last_close() {
+    let (s, fs, _d) = setup();
+    s.insert("clean", data(3 * MIB as usize), &[]);
+    let e = fs.lookup(ROOT_INO, "clean").await.unwrap();
+    let rh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    let wh = fs.open(e.attr.ino, libc::O_RDWR).await.unwrap();
+    fs.unlink(ROOT_INO, "clean").await.unwrap();
+    assert!(s.object("clean").is_none(), "the object is gone at once");
+    assert!(fs.lookup(ROOT_INO, "clean").await.is_err());
+    // Reads and writes through the open handles still work, on the old content.
+    assert_eq!(
+        read_all(&fs, rh, 3 * MIB, 128 * 1024).await,
+        data(3 * MIB as usize)
+    );
+    fs.write(wh, 0, b"XY").await.unwrap();
+    assert_eq!(
+        &fs.read(rh, 0, 4).await.unwrap()[..],
+        &[b'X', b'Y', data(4)[2], data(4)[3]]
+    );
+    assert_eq!(fs.getattr(e.attr.ino).await.unwrap().nlink, 0);
+    // Nothing is uploaded for it: not by fsync, not by the last close.
+    let puts = s.count(CosOp::PutObject) + s.count(CosOp::CompleteMultipart);
+    fs.fsync(wh).await.unwrap();
+    fs.release(wh).await.unwrap();
+    fs.release(rh).await.unwrap();
+    assert_eq!(
+        s.count(CosOp::PutObject) + s.count(CosOp::CompleteMultipart),
+        puts
+    );
+    assert!(s.object("clean").is_none());
+    // A file replaced by a rename keeps its content for descriptors open on it.
+    s.insert("old", "old content", &[]);
+    s.insert("new", "new content", &[]);
+    let o = fs.lookup(ROOT_INO, "old").await.unwrap();
+    let oh = fs.open(o.attr.ino, libc::O_RDONLY).await.unwrap();
+    fs.lookup(ROOT_INO, "new").await.unwrap();
+    fs.rename(ROOT_INO, "new", ROOT_INO, "old", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(&fs.read(oh, 0, 64).await.unwrap()[..], b"old content");
+    fs.release(oh).await.unwrap();
+    assert_eq!(&s.object("old").unwrap().data[..], b"new content");
 }
