@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs the whole cosmount test suite on a fresh Debian machine, as root:
 # system packages (fuse3 for the kernel-level mount tests, a C compiler for ring, python3-venv
-# for the SDK interop tests), the Python venv, the binaries, every cargo test (unit, in-process,
+# for the SDK interop tests, rsync, restic, borg, git and sqlite3 for the tool tests), pjdfstest
+# (cargo install) and the user it switches to, the Python venv, the binaries, every cargo test (unit, in-process,
 # and real FUSE mounts over coslocal HTTPS), then the pytest interop suite.
 # Exits non-zero if anything failed; keeps going after a failure so one run shows everything.
 set -uo pipefail
@@ -20,6 +21,11 @@ need=()
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+# The backup and data tools tests/mount/backup_tools.rs runs through a mount.
+command -v restic >/dev/null 2>&1 || need+=(restic)
+command -v borg >/dev/null 2>&1 || need+=(borgbackup)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
@@ -35,7 +41,7 @@ if [ ${#need[@]} -gt 0 ]; then
         exit 1
     }
 else
-    echo "fuse3, a C compiler and python3-venv are already installed"
+    echo "fuse3, a C compiler, python3-venv and the tools the tests drive are already installed"
 fi
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 [ -e /dev/fuse ] || echo "WARNING: /dev/fuse is missing: the mount tests will fail" >&2
@@ -49,6 +55,19 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 cargo --version
+
+step "pjdfstest and the users it switches to"
+# tests/mount/pjdfstest.rs runs the POSIX suite through a mount; it switches to nobody
+# (group nogroup, Debian's) and to tests:tests.
+if [ "$(id -u)" -eq 0 ]; then
+    getent group tests >/dev/null || groupadd tests
+    getent passwd tests >/dev/null || useradd -M -g tests -s /usr/sbin/nologin tests
+fi
+export PJDFSTEST_BIN="$ROOT/target/tools/bin/pjdfstest"
+if [ ! -x "$PJDFSTEST_BIN" ]; then
+    cargo install pjdfstest --version 0.2.2 --locked --root "$ROOT/target/tools" --quiet ||
+        FAILED+=("cargo install pjdfstest")
+fi
 
 step "python venv with the COS SDK (scripts/setup-python.sh)"
 if bash scripts/setup-python.sh; then

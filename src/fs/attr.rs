@@ -2,7 +2,8 @@
 //!
 //! Objects carry `x-cos-meta-mode` (decimal full `st_mode`), `-uid`, `-gid` and `-mtime`
 //! (decimal Unix seconds), as cosfs writes them; cosmount adds `-ctime` (decimal Unix
-//! seconds, the name s3fs uses) and, for device nodes, `-rdev` (the decimal device
+//! seconds, the name s3fs uses), `-atime` when it was set apart from the mtime (as s3fs
+//! names it; the mount is `noatime`, so only utimens sets it) and, for device nodes, `-rdev` (the decimal device
 //! number). Objects written by other tools may carry none of them: they get the mount's
 //! uid/gid, `0666 & !umask` (files) or `0777 & !umask` (directories) and `Last-Modified`
 //! as mtime and ctime. The file type comes from the mode bits when present, else from
@@ -91,6 +92,7 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    pub atime: SystemTime,
     /// Last change of the inode (data or attributes).
     pub ctime: SystemTime,
     /// Device number of a device node, else 0.
@@ -115,6 +117,7 @@ pub struct MetaAttrs {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    pub atime: SystemTime,
     pub ctime: SystemTime,
     /// Device number (device nodes only; 0 otherwise).
     pub rdev: u32,
@@ -131,6 +134,7 @@ impl MetaAttrs {
             uid,
             gid,
             mtime: now,
+            atime: now,
             ctime: now,
             rdev: 0,
         }
@@ -184,6 +188,7 @@ pub fn meta_from(
         .unwrap_or(d.gid);
     let mtime = unix_seconds(user_meta, "mtime").unwrap_or(last_modified);
     let ctime = unix_seconds(user_meta, "ctime").unwrap_or(mtime);
+    let atime = unix_seconds(user_meta, "atime").unwrap_or(mtime);
     let rdev = if kind.is_device() {
         parse_u32(user_meta, "rdev").unwrap_or(0)
     } else {
@@ -195,6 +200,7 @@ pub fn meta_from(
         uid,
         gid,
         mtime,
+        atime,
         ctime,
         rdev,
     }
@@ -232,6 +238,7 @@ pub fn implicit_dir(d: &Defaults) -> MetaAttrs {
         uid: d.uid,
         gid: d.gid,
         mtime: UNIX_EPOCH,
+        atime: UNIX_EPOCH,
         ctime: UNIX_EPOCH,
         rdev: 0,
     }
@@ -246,6 +253,9 @@ pub fn put_options(m: &MetaAttrs, content_type: Option<String>) -> PutOptions {
     user_meta.insert("gid".to_string(), m.gid.to_string());
     user_meta.insert("mtime".to_string(), seconds_of(m.mtime).to_string());
     user_meta.insert("ctime".to_string(), seconds_of(m.ctime).to_string());
+    if seconds_of(m.atime) != seconds_of(m.mtime) {
+        user_meta.insert("atime".to_string(), seconds_of(m.atime).to_string());
+    }
     if m.kind.is_device() {
         user_meta.insert("rdev".to_string(), m.rdev.to_string());
     }
@@ -328,12 +338,14 @@ mod tests {
             uid: 1,
             gid: 2,
             mtime: UNIX_EPOCH + Duration::from_secs(99),
+            atime: UNIX_EPOCH + Duration::from_secs(77),
             ctime: UNIX_EPOCH + Duration::from_secs(120),
             rdev: 0,
         };
         let o = put_options(&a, None);
         assert_eq!(o.user_meta["mode"], "41471");
         assert_eq!(o.user_meta["ctime"], "120");
+        assert_eq!(o.user_meta["atime"], "77");
         let b = meta_from(&o.user_meta, o.content_type.as_deref(), "l", UNIX_EPOCH, &D);
         assert_eq!(a, b);
     }

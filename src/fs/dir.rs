@@ -252,6 +252,7 @@ impl<C: ObjectClient> CosFs<C> {
                     uid: 0,
                     gid: 0,
                     mtime: SystemTime::now(),
+                    atime: SystemTime::now(),
                     ctime: SystemTime::now(),
                     rdev: 0,
                     nlink: 1,

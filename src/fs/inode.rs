@@ -74,6 +74,7 @@ impl Inode {
             uid: self.meta.uid,
             gid: self.meta.gid,
             mtime: self.meta.mtime,
+            atime: self.meta.atime,
             ctime: self.meta.ctime,
             rdev: self.meta.rdev,
             nlink: match self.meta.kind {
@@ -141,12 +142,24 @@ impl Inode {
         self.crc64 = crc64.or(self.crc64);
     }
 
-    /// utimens set the mtime: it must survive the next upload. Setting times is a
-    /// change of the inode: ctime moves to now.
-    pub fn mtime_set(&mut self, mtime: SystemTime) {
-        self.meta.mtime = mtime;
+    /// utimens set the times: an explicit mtime must survive the next upload. Setting
+    /// times is a change of the inode: ctime moves to now.
+    pub fn times_set(&mut self, atime: Option<SystemTime>, mtime: Option<SystemTime>) {
+        if let Some(a) = atime {
+            self.meta.atime = a;
+        }
+        if let Some(m) = mtime {
+            self.meta.mtime = m;
+            self.mtime_explicit = true;
+        }
         self.meta.changed();
-        self.mtime_explicit = true;
+    }
+
+    /// A directory moved by copying its marker: the marker's ETag is new and unknown,
+    /// its attributes (the ctime the rename set) stay.
+    pub fn moved_by_copy(&mut self) {
+        self.etag = None;
+        self.crc64 = None;
     }
 
     /// The local content is gone (the last handle closed without an upload, or the file

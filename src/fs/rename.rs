@@ -107,9 +107,12 @@ impl<C: ObjectClient> CosFs<C> {
         }
         let mut t = self.inner.table.lock();
         t.rename(parent, name, new_parent, new_name);
-        // Copies get new ETags (under SSE-KMS/SSE-C they are not MD5s): the directory's
-        // marker and everything below must be looked at again.
-        t.invalidate(src.ino);
+        // Copies get new ETags (under SSE-KMS/SSE-C they are not MD5s): everything below
+        // must be looked at again; the directory keeps its attributes (and the ctime the
+        // rename gave it) with its marker's ETag unknown.
+        if let Some(n) = t.get_mut(src.ino) {
+            n.moved_by_copy();
+        }
         t.invalidate_subtree(src.ino);
         t.set_negative(parent, name, Instant::now());
         Ok(())

@@ -25,7 +25,12 @@ impl<C: ObjectClient> CosFs<C> {
         if let Some(size) = s.size {
             self.truncate(ino, size, s.fh).await?;
         }
-        if s.mode.is_none() && s.uid.is_none() && s.gid.is_none() && s.mtime.is_none() {
+        if s.mode.is_none()
+            && s.uid.is_none()
+            && s.gid.is_none()
+            && s.mtime.is_none()
+            && s.atime.is_none()
+        {
             return Ok(self.node(ino)?.attr());
         }
         let n = {
@@ -45,8 +50,8 @@ impl<C: ObjectClient> CosFs<C> {
             if s.mode.is_some() || s.uid.is_some() || s.gid.is_some() {
                 n.meta.changed();
             }
-            if let Some(t) = s.mtime {
-                n.mtime_set(t);
+            if s.atime.is_some() || s.mtime.is_some() {
+                n.times_set(s.atime, s.mtime);
             }
             n.clone()
         };

@@ -88,7 +88,7 @@ fn to_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
         ctime: a.ctime,
         crtime: a.mtime,
@@ -299,7 +299,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -315,6 +315,7 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
             gid,
             size,
             mtime: mtime.map(time_of),
+            atime: atime.map(time_of),
             fh: fh.map(|f| f.0),
         };
         match self.call(req, "setattr", self.fs.setattr(ino.0, s)) {

@@ -16,6 +16,7 @@ mod model;
 #[path = "../support/signed.rs"]
 mod signed;
 
+mod backup_tools;
 mod bucket_check;
 mod cli;
 mod concurrency;
@@ -26,6 +27,7 @@ mod exit;
 mod faults;
 mod harness_coslocal;
 mod over_mock;
+mod pjdfstest;
 mod semantics;
 mod sse;
 mod ssec_interop;

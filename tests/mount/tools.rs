@@ -1,5 +1,7 @@
-//! Everyday tools on a real mount (what backup users run, and where other mount tools fail them): rsync (temp file + rename + utimes +
-//! chmod), a second rsync that finds nothing to do, `cp -a`, and `tar` round trips. The
+//! Everyday tools on a real mount (what backup users run, and where other mount tools fail
+//! them): rsync (temp file + rename + utimes + chmod) of a tree with special files, hard
+//! links and odd names, a second rsync that finds nothing to do, `cp -a`, and `tar`
+//! round trips. The
 //! tree written through the mount must match the source after a remount: names, contents,
 //! modes and file mtimes.
 
@@ -44,6 +46,28 @@ fn make_source(root: &Path) {
     }
 }
 
+/// What `rsync -a` (which includes `--specials --devices`) meets in real trees: a FIFO, a
+/// socket, a character device, a symlink, two hard-linked files and odd names.
+fn add_specials(root: &Path) {
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let fifo = c(&root.join("a/queue.fifo"));
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0, "mkfifo");
+    // A socket file stays behind when its listener is dropped.
+    drop(std::os::unix::net::UnixListener::bind(root.join("a/control.sock")).unwrap());
+    let dev = c(&root.join("a/null.dev"));
+    // SAFETY: a valid NUL-terminated path; makedev(1, 3) is /dev/null's number.
+    let made = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    assert_eq!(
+        made, 0,
+        "mknod of a character device (the tests run as root)"
+    );
+    std::os::unix::fs::symlink("one.bin", root.join("a/link-to-one")).unwrap();
+    std::fs::write(root.join("a/hard-1"), b"linked\n").unwrap();
+    std::fs::hard_link(root.join("a/hard-1"), root.join("a/hard-2")).unwrap();
+    std::fs::write(root.join("a/odd ü+%#&;name.txt"), b"odd\n").unwrap();
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -75,6 +99,7 @@ fn rsync_into_mount_and_again_is_a_no_op() {
     }
     let src = h.path("src");
     make_source(&src);
+    add_specials(&src);
     let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
     let dst = m.path("backup");
     run(Command::new("rsync")

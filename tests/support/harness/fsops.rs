@@ -111,6 +111,11 @@ pub enum Node {
     Symlink {
         target: String,
     },
+    /// A FIFO, socket or device node: its type bits, permissions and device number.
+    Special {
+        mode: u32,
+        rdev: u64,
+    },
 }
 
 fn hash(data: &[u8]) -> u64 {
@@ -162,6 +167,15 @@ fn walk(root: &Path, dir: &Path, with_mtime: bool, out: &mut BTreeMap<String, No
                 },
             );
             walk(root, &p, with_mtime, out);
+        } else if !ft.is_file() {
+            // Never opened: a FIFO would block, a device node is not ours to read.
+            out.insert(
+                rel,
+                Node::Special {
+                    mode: md.mode(),
+                    rdev: md.rdev(),
+                },
+            );
         } else {
             let data = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
             assert_eq!(
