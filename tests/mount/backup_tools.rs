@@ -7,49 +7,9 @@
 //! Every result is compared after a remount, so it is what the bucket holds.
 
 use crate::harness::fsops::{diff, snapshot};
-use crate::harness::{self, pattern, Harness, Mount, MountOptions, Sse};
+use crate::harness::{self, pattern, run_ok as run, Harness, Mount};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The two ways each tool runs: (prefix, SSE option).
-fn modes(h: &Harness) -> Vec<(&'static str, Sse)> {
-    std::fs::create_dir_all(h.path("home")).unwrap();
-    let key = h.key_file("ssec.key", &[[0x5a; 32]]);
-    vec![("plain", Sse::None), ("ssec", Sse::Customer(key))]
-}
-
-fn mount(h: &Harness, prefix: &str, sse: &Sse) -> Mount {
-    let mut o = MountOptions::sse(sse.clone()).opt("multipart_size=1");
-    o.prefix = Some(prefix.to_string());
-    h.mount(o)
-}
-
-/// Every upload under `prefix` of an SSE-C mount carried the customer key.
-fn assert_uploads_encrypted(h: &Harness, prefix: &str, sse: &Sse) {
-    if !matches!(sse, Sse::Customer(_)) {
-        return;
-    }
-    let uploads: Vec<_> = h
-        .cos
-        .requests()
-        .into_iter()
-        .filter(|e| {
-            e.key.starts_with(&format!("{prefix}/"))
-                && matches!(e.op.as_str(), "PutObject" | "InitiateMultipartUpload")
-                && e.status == 200
-        })
-        .collect();
-    assert!(!uploads.is_empty(), "{prefix}: no uploads logged");
-    let plain: Vec<_> = uploads
-        .iter()
-        .filter(|e| e.sse.customer_key_md5.is_none())
-        .map(|e| &e.key)
-        .collect();
-    assert!(
-        plain.is_empty(),
-        "{prefix}: uploads without SSE-C: {plain:?}"
-    );
-}
 
 /// A source tree: nested directories, small and multipart-sized files, a symlink.
 fn make_source(root: &Path, seed: u64) {
@@ -63,21 +23,6 @@ fn make_source(root: &Path, seed: u64) {
     std::fs::write(root.join("docs/deep/notes.txt"), pattern(seed + 1, 20_000)).unwrap();
     std::fs::write(root.join("docs/empty"), b"").unwrap();
     std::os::unix::fs::symlink("docs/report.bin", root.join("latest")).unwrap();
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn assert_same(a: &Path, b: &Path, what: &str) {
@@ -102,10 +47,10 @@ fn restic_backs_up_checks_restores_and_diffs() {
     if !tool("restic") {
         return;
     }
-    for (prefix, sse) in modes(&h) {
+    for (prefix, sse) in h.plain_and_ssec() {
         let src = h.path(&format!("{prefix}-src"));
         make_source(&src, 11);
-        let mut m = mount(&h, prefix, &sse);
+        let mut m = h.mount_under(prefix, &sse);
         let restic = |args: &[&str]| {
             let mut c = Command::new("restic");
             c.args(args)
@@ -153,7 +98,7 @@ fn restic_backs_up_checks_restores_and_diffs() {
             "{prefix}: restic diff:\n{d}"
         );
         drop(m);
-        assert_uploads_encrypted(&h, prefix, &sse);
+        h.assert_uploads_encrypted(prefix, &sse);
     }
 }
 
@@ -165,10 +110,10 @@ fn borg_creates_checks_extracts_and_diffs() {
     if !tool("borg") {
         return;
     }
-    for (prefix, sse) in modes(&h) {
+    for (prefix, sse) in h.plain_and_ssec() {
         let src = h.path(&format!("{prefix}-src"));
         make_source(&src, 21);
-        let mut m = mount(&h, prefix, &sse);
+        let mut m = h.mount_under(prefix, &sse);
         let borg = |m: &Mount, dir: &Path, args: &[&str]| {
             let mut c = Command::new("borg");
             c.args(args)
@@ -197,7 +142,7 @@ fn borg_creates_checks_extracts_and_diffs() {
             "{prefix}: borg diff:\n{d}"
         );
         drop(m);
-        assert_uploads_encrypted(&h, prefix, &sse);
+        h.assert_uploads_encrypted(prefix, &sse);
     }
 }
 
@@ -209,8 +154,8 @@ fn git_commits_gcs_and_clones() {
     if !tool("git") {
         return;
     }
-    for (prefix, sse) in modes(&h) {
-        let mut m = mount(&h, prefix, &sse);
+    for (prefix, sse) in h.plain_and_ssec() {
+        let mut m = h.mount_under(prefix, &sse);
         let repo = m.path("repo");
         let git = |dir: &Path, args: &[&str]| {
             let mut c = Command::new("git");
@@ -255,7 +200,7 @@ fn git_commits_gcs_and_clones() {
             pattern(31, 3 * 1024 * 1024 + 5)
         );
         drop(m);
-        assert_uploads_encrypted(&h, prefix, &sse);
+        h.assert_uploads_encrypted(prefix, &sse);
     }
 }
 
@@ -267,8 +212,8 @@ fn sqlite_in_rollback_and_wal_mode() {
     if !tool("sqlite3") {
         return;
     }
-    for (prefix, sse) in modes(&h) {
-        let mut m = mount(&h, prefix, &sse);
+    for (prefix, sse) in h.plain_and_ssec() {
+        let mut m = h.mount_under(prefix, &sse);
         let sql = |db: &Path, script: &str| run(Command::new("sqlite3").arg(db).arg(script));
         for mode in ["DELETE", "WAL"] {
             let db = m.path(&format!("{mode}.db"));
@@ -304,6 +249,6 @@ fn sqlite_in_rollback_and_wal_mode() {
             );
         }
         drop(m);
-        assert_uploads_encrypted(&h, prefix, &sse);
+        h.assert_uploads_encrypted(prefix, &sse);
     }
 }

@@ -1,13 +1,13 @@
 //! Everyday tools on a real mount (what backup users run, and where other mount tools fail
 //! them): rsync (temp file + rename + utimes + chmod) of a tree with special files, hard
 //! links and odd names, a second rsync that finds nothing to do, `cp -a`, and `tar`
-//! round trips. The
+//! round trips, each on a plain and an SSE-C mount. The
 //! tree written through the mount must match the source after a remount: names, contents,
 //! modes and file mtimes.
 
 use crate::harness;
 use crate::harness::fsops::{diff, set_times, snapshot};
-use crate::harness::{pattern, Harness, MountOptions};
+use crate::harness::{pattern, run_ok as run, Harness, Sse};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -21,6 +21,8 @@ fn make_source(root: &Path) {
     std::fs::write(root.join("a/b/two.bin"), pattern(82, 2 * 1024 * 1024 + 99)).unwrap();
     std::fs::write(root.join("a/b/c/three 3.txt"), b"three\n").unwrap();
     std::fs::write(root.join("a/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("one.bin", root.join("a/link-to-one")).unwrap();
+    std::os::unix::fs::symlink("../top.txt", root.join("a/b/up-link")).unwrap();
     std::fs::set_permissions(
         root.join("a/one.bin"),
         std::fs::Permissions::from_mode(0o600),
@@ -62,22 +64,9 @@ fn add_specials(root: &Path) {
         made, 0,
         "mknod of a character device (the tests run as root)"
     );
-    std::os::unix::fs::symlink("one.bin", root.join("a/link-to-one")).unwrap();
     std::fs::write(root.join("a/hard-1"), b"linked\n").unwrap();
     std::fs::hard_link(root.join("a/hard-1"), root.join("a/hard-2")).unwrap();
     std::fs::write(root.join("a/odd ü+%#&;name.txt"), b"odd\n").unwrap();
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn assert_same(mount_dir: &Path, src: &Path, what: &str) {
@@ -97,10 +86,18 @@ fn rsync_into_mount_and_again_is_a_no_op() {
     if !harness::require("rsync", harness::which("rsync").is_some()) {
         return;
     }
-    let src = h.path("src");
+    for (prefix, sse) in h.plain_and_ssec() {
+        rsync_round(&h, prefix, &sse);
+    }
+}
+
+/// rsync into a mount under `prefix`: copy, remount, a second run that sends nothing, an
+/// edit, `--delete`.
+fn rsync_round(h: &Harness, prefix: &str, sse: &Sse) {
+    let src = h.path(&format!("{prefix}-src"));
     make_source(&src);
     add_specials(&src);
-    let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
+    let mut m = h.mount_under(prefix, sse);
     let dst = m.path("backup");
     run(Command::new("rsync")
         .arg("-a")
@@ -134,6 +131,8 @@ fn rsync_into_mount_and_again_is_a_no_op() {
         .arg(format!("{}/", src.display()))
         .arg(&dst));
     assert_same(&dst, &src, "after rsync --delete");
+    drop(m);
+    h.assert_uploads_encrypted(prefix, sse);
 }
 
 #[test]
@@ -141,12 +140,20 @@ fn cp_a_and_tar_round_trip() {
     let Some(h) = Harness::start("tools-cp-tar") else {
         return;
     };
-    let src = h.path("src");
+    for (prefix, sse) in h.plain_and_ssec() {
+        cp_tar_round(&h, prefix, &sse);
+    }
+}
+
+/// `cp -a` and `tar -x` into a mount under `prefix`, compared after a remount, and `tar -c`
+/// back out of it.
+fn cp_tar_round(h: &Harness, prefix: &str, sse: &Sse) {
+    let src = h.path(&format!("{prefix}-src"));
     make_source(&src);
-    let mut m = h.mount(MountOptions::default().opt("multipart_size=1"));
+    let mut m = h.mount_under(prefix, sse);
     run(Command::new("cp").arg("-a").arg(&src).arg(m.path("copy")));
     // tar out of the local tree, extract into the mount.
-    let tarball = h.path("src.tar");
+    let tarball = h.path(&format!("{prefix}-src.tar"));
     run(Command::new("tar")
         .arg("-cf")
         .arg(&tarball)
@@ -163,9 +170,9 @@ fn cp_a_and_tar_round_trip() {
     assert_same(&m.path("copy"), &src, "cp -a");
     assert_same(&m.path("untar"), &src, "tar -x");
     // And back out: tar from the mount, extract locally, compare.
-    let back = h.path("back");
+    let back = h.path(&format!("{prefix}-back"));
     std::fs::create_dir(&back).unwrap();
-    let tar2 = h.path("back.tar");
+    let tar2 = h.path(&format!("{prefix}-back.tar"));
     run(Command::new("tar")
         .arg("-cf")
         .arg(&tar2)
@@ -183,4 +190,6 @@ fn cp_a_and_tar_round_trip() {
         "tar out of the mount differs:\n{}",
         d.join("\n")
     );
+    drop(m);
+    h.assert_uploads_encrypted(prefix, sse);
 }

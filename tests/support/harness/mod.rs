@@ -147,6 +147,48 @@ impl Harness {
         p
     }
 
+    /// The two ways a tool test runs, each under its own prefix of the bucket: a plain
+    /// mount and an SSE-C one (with a key file made here).
+    pub fn plain_and_ssec(&self) -> Vec<(&'static str, Sse)> {
+        std::fs::create_dir_all(self.path("home")).unwrap();
+        let key = self.key_file("ssec.key", &[[0x5a; 32]]);
+        vec![("plain", Sse::None), ("ssec", Sse::Customer(key))]
+    }
+
+    /// Mounts `BUCKET:/prefix` with `sse` (and 1 MiB parts, so multipart is exercised).
+    pub fn mount_under(&self, prefix: &str, sse: &Sse) -> Mount {
+        let mut o = MountOptions::sse(sse.clone()).opt("multipart_size=1");
+        o.prefix = Some(prefix.to_string());
+        self.mount(o)
+    }
+
+    /// For an SSE-C mount: every upload under `prefix` carried the customer key.
+    pub fn assert_uploads_encrypted(&self, prefix: &str, sse: &Sse) {
+        if !matches!(sse, Sse::Customer(_)) {
+            return;
+        }
+        let uploads: Vec<_> = self
+            .cos
+            .requests()
+            .into_iter()
+            .filter(|e| {
+                e.key.starts_with(&format!("{prefix}/"))
+                    && matches!(e.op.as_str(), "PutObject" | "InitiateMultipartUpload")
+                    && e.status == 200
+            })
+            .collect();
+        assert!(!uploads.is_empty(), "{prefix}: no uploads logged");
+        let plain: Vec<_> = uploads
+            .iter()
+            .filter(|e| e.sse.customer_key_md5.is_none())
+            .map(|e| &e.key)
+            .collect();
+        assert!(
+            plain.is_empty(),
+            "{prefix}: uploads without SSE-C: {plain:?}"
+        );
+    }
+
     /// The official Python SDK, talking to this test's coslocal.
     pub fn sdk(&self) -> Option<sdk::Sdk> {
         sdk::Sdk::new(&self.cos)
@@ -179,4 +221,20 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     }
     v.truncate(len);
     v
+}
+
+/// Runs `cmd` (stdin closed) and returns its stdout; panics with both outputs on failure.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
