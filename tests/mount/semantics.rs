@@ -289,17 +289,88 @@ fn hard_links_and_xattrs_are_refused() {
         set_xattr(&m.path("f"), "user.test", b"v"),
         &[libc::ENOTSUP],
     );
-    // mknod of a FIFO is refused too; the file system stays healthy afterwards.
-    let c = harness::fsops::cstr(&m.path("fifo"));
-    // SAFETY: valid path.
-    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
-    assert_ne!(r, 0, "mkfifo should be refused");
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENOTSUP),
-        "mkfifo errno (fuse/mod.rs documents ENOTSUP)"
-    );
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"f");
+}
+
+/// FIFOs, sockets and device nodes are made, typed, kept across a remount and stay inert
+/// (`nodev`); a FIFO on the mount works as a pipe (the kernel serves it). A file unlinked
+/// while open keeps its content for the open descriptor, and nothing brings it back.
+#[test]
+fn special_files_and_files_unlinked_while_open() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(h) = Harness::start("sem-special") else {
+        return;
+    };
+    let mut m = h.mount(MountOptions::default());
+    let c = |name: &str| harness::fsops::cstr(&m.path(name));
+    // SAFETY: valid NUL-terminated paths.
+    unsafe {
+        assert_eq!(libc::mkfifo(c("fifo").as_ptr(), 0o640), 0, "mkfifo");
+        let dev = libc::makedev(1, 3);
+        assert_eq!(
+            libc::mknod(c("null").as_ptr(), libc::S_IFCHR | 0o666, dev),
+            0
+        );
+    }
+    drop(std::os::unix::net::UnixListener::bind(m.path("sock")).unwrap());
+    let check = |m: &harness::Mount, when: &str| {
+        let md = |n: &str| std::fs::symlink_metadata(m.path(n)).unwrap();
+        assert!(md("fifo").file_type().is_fifo(), "{when}: fifo");
+        assert_eq!(md("fifo").mode() & 0o7777, 0o640, "{when}: fifo mode");
+        assert!(md("sock").file_type().is_socket(), "{when}: socket");
+        assert!(
+            md("null").file_type().is_char_device(),
+            "{when}: char device"
+        );
+        assert_eq!(
+            md("null").rdev(),
+            libc::makedev(1, 3),
+            "{when}: device number"
+        );
+    };
+    check(&m, "after mknod");
+    m.remount();
+    check(&m, "after a remount");
+    // nodev: the device node is a name with a number, not /dev/null.
+    let e = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("null"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+    // The FIFO is a working pipe between two openers.
+    let path = m.path("fifo");
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        w.write_all(b"through the pipe").unwrap();
+    });
+    let mut got = String::new();
+    std::fs::File::open(m.path("fifo"))
+        .unwrap()
+        .read_to_string(&mut got)
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(got, "through the pipe");
+
+    let data = harness::pattern(9, 3 * 1024 * 1024);
+    std::fs::write(m.path("doomed"), &data).unwrap();
+    m.remount();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("doomed"))
+        .unwrap();
+    std::fs::remove_file(m.path("doomed")).unwrap();
+    assert!(!m.path("doomed").exists());
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    let mut back = Vec::new();
+    f.read_to_end(&mut back).unwrap();
+    assert!(back == data, "an unlinked open file reads its old content");
+    f.write_all(b"more").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    m.remount();
+    assert!(!m.path("doomed").exists(), "nothing uploaded it again");
 }
 
 /// chmod/utimens on a file that is still open for writing must survive the upload that
