@@ -37,13 +37,18 @@ impl<C: ObjectClient> CosFs<C> {
         let (key, opts) = self.upload_target(ino)?;
         let (r, sent) = s.finish(w, &key, &opts).await?;
         // Attributes changed after a multipart upload began (chmod/chown, or utimens
-        // after the last write): rewrite them in place. The mtime that writes set is not
-        // worth a copy; an explicit one is.
+        // after the last write): rewrite them in place. The mtime and ctime that writes
+        // set (and the atime they leave behind) are not worth a copy; explicit times are
+        // (a chmod/chown shows in the mode, uid or gid).
         let (_, now_opts) = self.upload_target(ino)?;
-        let explicit_mtime = self.node(ino)?.mtime_explicit;
+        let explicit_times = self.node(ino)?.times_explicit;
+        let time = |o: &PutOptions, k: &str| o.user_meta.get(k).cloned();
+        let times_differ = ["mtime", "atime"]
+            .iter()
+            .any(|k| time(&now_opts, k) != time(&sent, k));
         let mut done = r;
-        if strip_mtime(&now_opts) != strip_mtime(&sent)
-            || (explicit_mtime && now_opts.user_meta.get("mtime") != sent.user_meta.get("mtime"))
+        if without_write_times(&now_opts) != without_write_times(&sent)
+            || (explicit_times && times_differ)
         {
             let src = CopySource::key(&key)
                 .size(size)
@@ -234,8 +239,12 @@ impl<C: ObjectClient> CosFs<C> {
     }
 }
 
-fn strip_mtime(o: &PutOptions) -> (Option<String>, BTreeMap<String, String>) {
+/// The attributes of an upload apart from the times every write moves (or, for atime,
+/// leaves behind).
+fn without_write_times(o: &PutOptions) -> (Option<String>, BTreeMap<String, String>) {
     let mut m = o.user_meta.clone();
-    m.remove("mtime");
+    for t in ["mtime", "ctime", "atime"] {
+        m.remove(t);
+    }
     (o.content_type.clone(), m)
 }

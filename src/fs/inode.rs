@@ -60,8 +60,8 @@ pub struct Inode {
     pub local: bool,
     /// Removed from its directory while still referenced.
     pub unlinked: bool,
-    /// The mtime was set by utimens (not by a write) since the last write.
-    pub mtime_explicit: bool,
+    /// utimens set the mtime or atime (not a write) since the last write.
+    pub times_explicit: bool,
 }
 
 impl Inode {
@@ -97,7 +97,7 @@ impl Inode {
         self.local = true;
         self.size = self.size.max(end);
         self.data_changed();
-        self.mtime_explicit = false;
+        self.times_explicit = false;
     }
 
     /// The content (or, for a directory, the entries) changed now: mtime and ctime.
@@ -142,7 +142,7 @@ impl Inode {
         self.crc64 = crc64.or(self.crc64);
     }
 
-    /// utimens set the times: an explicit mtime must survive the next upload. Setting
+    /// utimens set the times: explicit times must survive the next upload. Setting
     /// times is a change of the inode: ctime moves to now.
     pub fn times_set(&mut self, atime: Option<SystemTime>, mtime: Option<SystemTime>) {
         if let Some(a) = atime {
@@ -150,8 +150,8 @@ impl Inode {
         }
         if let Some(m) = mtime {
             self.meta.mtime = m;
-            self.mtime_explicit = true;
         }
+        self.times_explicit = true;
         self.meta.changed();
     }
 
@@ -207,7 +207,7 @@ impl InodeTable {
                 expires: far_future(),
                 local: true,
                 unlinked: false,
-                mtime_explicit: false,
+                times_explicit: false,
             },
         );
         InodeTable {
@@ -313,7 +313,7 @@ impl InodeTable {
                 expires: now + self.ttl,
                 local: false,
                 unlinked: false,
-                mtime_explicit: false,
+                times_explicit: false,
             },
         );
         self.children.insert(k, ino);

@@ -1417,3 +1417,27 @@ async fn a_file_unlinked_while_open_stays_usable_until_the_last_close() {
     fs.release(oh).await.unwrap();
     assert_eq!(&s.object("old").unwrap().data[..], b"new content");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_moved_by_writes_during_a_multipart_upload_cost_no_copy() {
+    let (s, fs, _d) = setup();
+    let (_, fh) = fs
+        .create(ROOT_INO, "big", 0o644, 0, libc::O_WRONLY, ME)
+        .await
+        .unwrap();
+    let d = data(3 * MIB as usize);
+    let half = d.len() / 2;
+    fs.write(fh, 0, &d[..half]).await.unwrap();
+    // The upload began with the first part; later writes move mtime and ctime into the
+    // next second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fs.write(fh, half as u64, &d[half..]).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(s.count(CosOp::CompleteMultipart), 1);
+    assert_eq!(
+        s.count(CosOp::CopyObject),
+        0,
+        "no metadata copy for write times"
+    );
+    assert!(s.object("big").unwrap().data == d);
+}
