@@ -51,7 +51,7 @@ fn restic_backs_up_checks_restores_and_diffs() {
         let src = h.path(&format!("{prefix}-src"));
         make_source(&src, 11);
         let mut m = h.mount_under(prefix, &sse);
-        let restic = |args: &[&str]| {
+        let restic = |m: &Mount, args: &[&str]| {
             let mut c = Command::new("restic");
             c.args(args)
                 .arg("--no-cache")
@@ -60,31 +60,25 @@ fn restic_backs_up_checks_restores_and_diffs() {
                 .env("HOME", h.path("home"));
             run(&mut c)
         };
-        restic(&["init"]);
-        restic(&["backup", "--host", "t", src.to_str().unwrap()]);
+        restic(&m, &["init"]);
+        restic(&m, &["backup", "--host", "t", src.to_str().unwrap()]);
         std::fs::write(src.join("docs/deep/notes.txt"), b"changed\n").unwrap();
         std::fs::write(src.join("new.txt"), b"new\n").unwrap();
-        restic(&["backup", "--host", "t", src.to_str().unwrap()]);
+        restic(&m, &["backup", "--host", "t", src.to_str().unwrap()]);
         m.remount();
-        let restic = |args: &[&str]| {
-            let mut c = Command::new("restic");
-            c.args(args)
-                .arg("--no-cache")
-                .env("RESTIC_REPOSITORY", m.path("restic-repo"))
-                .env("RESTIC_PASSWORD", "correct horse")
-                .env("HOME", h.path("home"));
-            run(&mut c)
-        };
-        restic(&["check", "--read-data"]);
+        restic(&m, &["check", "--read-data"]);
         let out = h.path(&format!("{prefix}-restored"));
-        restic(&["restore", "latest", "--target", out.to_str().unwrap()]);
+        restic(
+            &m,
+            &["restore", "latest", "--target", out.to_str().unwrap()],
+        );
         assert_same(
             &under(&out, &src),
             &src,
             &format!("{prefix}: restic restore"),
         );
         let ids: Vec<String> =
-            serde_json::from_str::<serde_json::Value>(&restic(&["snapshots", "--json"]))
+            serde_json::from_str::<serde_json::Value>(&restic(&m, &["snapshots", "--json"]))
                 .unwrap()
                 .as_array()
                 .unwrap()
@@ -92,7 +86,7 @@ fn restic_backs_up_checks_restores_and_diffs() {
                 .map(|s| s["short_id"].as_str().unwrap().to_string())
                 .collect();
         assert_eq!(ids.len(), 2, "{prefix}: two snapshots");
-        let d = restic(&["diff", &ids[0], &ids[1]]);
+        let d = restic(&m, &["diff", &ids[0], &ids[1]]);
         assert!(
             d.contains("new.txt") && d.contains("notes.txt"),
             "{prefix}: restic diff:\n{d}"
