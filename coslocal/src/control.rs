@@ -17,6 +17,15 @@
 //!   `x-cos-hash-crc64ecma` (until turned off; not part of the fault configuration, so
 //!   `PUT /faults` does not reset it); `GET /omit-crc` reads it. Both answer `{"omit": b}`.
 //!
+//! - `PUT /credentials` with `{"credentials": [{"secret_id", "secret_key", "token"?,
+//!   "expires"? (Unix seconds), "role"?}, ...]}` replaces the accepted credentials (key
+//!   rotation; an expired one gets 400 ExpiredToken); answers `{"secret_ids": [..]}`.
+//!   `GET /stats` counts `requests_by_secret_id`, so a test sees which ones signed.
+//! - A fake CVM metadata service: `GET /latest/meta-data/cam/security-credentials/` lists
+//!   the roles of the accepted credentials, `.../ROLE` gives the last one listed for it as
+//!   `{"TmpSecretId", "TmpSecretKey", "Token", "ExpiredTime", "Expiration", "Code"}`
+//!   (`metadata_requests` in `GET /stats` counts them).
+//!
 //! Errors are `{"error": "message"}` JSON.
 
 use super::body::{self, RespBody};
@@ -97,7 +106,56 @@ pub fn stats_json(state: &State) -> serde_json::Value {
         "faults_injected_config": f.injected_config,
         "faults_by_op": f.by_op,
         "faults_by_kind": f.by_kind,
+        "requests_by_secret_id": *state.by_secret_id.lock().unwrap_or_else(|p| p.into_inner()),
+        "metadata_requests": state.metadata_requests.load(Ordering::Relaxed),
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsRequest {
+    credentials: Vec<crate::AcceptedCredential>,
+}
+
+/// The fake CVM metadata service's path prefix (the real one's, see cos-api.md §5.2).
+const METADATA_PREFIX: &str = "/latest/meta-data/cam/security-credentials/";
+
+/// `GET /latest/meta-data/cam/security-credentials/[ROLE]`: the roles, one per line, or
+/// one role's credentials as the metadata service gives them (pretty-printed, one field
+/// per line, which is what cosfs's scraper needs).
+fn metadata(state: &State, role: &str) -> Response<RespBody> {
+    state.metadata_requests.fetch_add(1, Ordering::Relaxed);
+    let accepted = state.accepted.read().unwrap_or_else(|p| p.into_inner());
+    if role.is_empty() {
+        let names: Vec<&str> = accepted.roles.keys().map(String::as_str).collect();
+        return Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(body::full(names.join("\n")))
+            .unwrap_or_else(|_| Response::new(body::empty()));
+    }
+    let Some(c) = accepted.roles.get(role) else {
+        return error(404, format!("no role {role}"));
+    };
+    let expires = c.expires.unwrap_or(u64::from(u32::MAX));
+    let iso = chrono::DateTime::<chrono::Utc>::from_timestamp(expires as i64, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "TmpSecretId": c.credential.secret_id,
+        "TmpSecretKey": c.credential.secret_key,
+        "Token": c.credential.token.clone().unwrap_or_default(),
+        "ExpiredTime": expires,
+        "Expiration": iso,
+        "Code": "Success",
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body::full(
+            serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        ))
+        .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
 async fn handle(
@@ -119,6 +177,28 @@ async fn handle(
             Err(resp) => resp,
         },
         (Method::GET, "/stats") => json(200, stats_json(&state)),
+        (Method::PUT, "/credentials") => {
+            match read_json::<CredentialsRequest>(incoming, "credentials").await {
+                Ok(r) if r.credentials.is_empty() => {
+                    error(400, "at least one credential must stay accepted")
+                }
+                Ok(r) => {
+                    let ids: Vec<String> = r
+                        .credentials
+                        .iter()
+                        .map(|c| c.credential.secret_id.clone())
+                        .collect();
+                    tracing::info!(?ids, "accepted credentials replaced");
+                    *state.accepted.write().unwrap_or_else(|p| p.into_inner()) =
+                        crate::Accepted::new(r.credentials);
+                    json(200, serde_json::json!({ "secret_ids": ids }))
+                }
+                Err(resp) => resp,
+            }
+        }
+        (Method::GET, p) if p.starts_with(METADATA_PREFIX) => {
+            metadata(&state, &p[METADATA_PREFIX.len()..])
+        }
         (Method::POST, "/corrupt") => {
             match read_json::<CorruptRequest>(incoming, "corrupt request").await {
                 Ok(c) => corrupt(&state, c).await,

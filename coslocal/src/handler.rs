@@ -229,8 +229,12 @@ async fn dispatch(
     body: Incoming,
     request_id: &str,
 ) -> HandlerResult {
-    auth::verify(
-        &state.creds,
+    let secret_id = auth::verify(
+        &state
+            .accepted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .creds,
         &auth::AuthRequest {
             method: method.as_str(),
             signed_path: &target.signed_path,
@@ -239,6 +243,7 @@ async fn dispatch(
             now: now_secs(),
         },
     )?;
+    state.credential_used(&secret_id, now_secs())?;
     let Some(op) = op else {
         return Err(match method {
             Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE => {

@@ -119,7 +119,7 @@ pub enum TlsMode {
 
 /// One accepted credential; with a token it is a temporary one and requests must carry
 /// `x-cos-security-token`.
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
 pub struct ServerCredential {
     pub secret_id: String,
     pub secret_key: String,
@@ -193,7 +193,13 @@ pub struct State {
     pub region: String,
     pub https: bool,
     pub store: store::Store,
-    pub creds: HashMap<String, ServerCredential>,
+    /// The credentials requests may be signed with; replaced at run time through the
+    /// control endpoint (credential rotation), which also serves them as a CVM role's.
+    pub accepted: std::sync::RwLock<Accepted>,
+    /// Requests accepted per SecretId (for tests to see which credentials signed).
+    pub by_secret_id: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Answers given by the fake CVM metadata endpoint.
+    pub metadata_requests: AtomicU64,
     pub faults: faults::Faults,
     pub log: Option<reqlog::RequestLog>,
     /// Leave `x-cos-hash-crc64ecma` out of GET/HEAD Object responses (set through the
@@ -206,7 +212,70 @@ pub struct State {
     id_prefix: String,
 }
 
+/// One accepted credential with what rotation adds: when it stops being accepted
+/// (Unix seconds; then requests get 400 ExpiredToken, as COS answers) and the CVM role
+/// whose credentials it is (served by the control listener's metadata endpoint).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AcceptedCredential {
+    #[serde(flatten)]
+    pub credential: ServerCredential,
+    #[serde(default)]
+    pub expires: Option<u64>,
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// The accepted credentials, by SecretId, and by role (the last one listed for a role).
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub creds: HashMap<String, ServerCredential>,
+    pub expires: HashMap<String, u64>,
+    pub roles: std::collections::BTreeMap<String, AcceptedCredential>,
+}
+
+impl Accepted {
+    pub fn new(list: Vec<AcceptedCredential>) -> Accepted {
+        let mut a = Accepted::default();
+        for c in list {
+            let id = c.credential.secret_id.clone();
+            if let Some(e) = c.expires {
+                a.expires.insert(id.clone(), e);
+            }
+            if let Some(r) = &c.role {
+                a.roles.insert(r.clone(), c.clone());
+            }
+            a.creds.insert(id, c.credential);
+        }
+        a
+    }
+}
+
 impl State {
+    /// Counts a request signed with `secret_id`, refusing it once that credential has
+    /// expired.
+    pub fn credential_used(&self, secret_id: &str, now: u64) -> Result<(), error::ApiError> {
+        let expires = self
+            .accepted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .expires
+            .get(secret_id)
+            .copied();
+        if expires.is_some_and(|e| e <= now) {
+            return Err(error::ApiError::bad(
+                "ExpiredToken",
+                "The provided token has expired.",
+            ));
+        }
+        *self
+            .by_secret_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(secret_id.to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+
     /// The APPID part of the bucket name.
     pub fn appid(&self) -> &str {
         self.bucket.rsplit_once('-').map(|(_, a)| a).unwrap_or("")
@@ -382,11 +451,18 @@ pub async fn spawn(cfg: ServerConfig) -> io::Result<ServerHandle> {
         region: cfg.region.clone(),
         https: tls.is_some(),
         store,
-        creds: cfg
-            .credentials
-            .iter()
-            .map(|c| (c.secret_id.clone(), c.clone()))
-            .collect(),
+        accepted: std::sync::RwLock::new(Accepted::new(
+            cfg.credentials
+                .iter()
+                .map(|c| AcceptedCredential {
+                    credential: c.clone(),
+                    expires: None,
+                    role: None,
+                })
+                .collect(),
+        )),
+        by_secret_id: Default::default(),
+        metadata_requests: AtomicU64::new(0),
         faults: faults::Faults::new(cfg.faults.clone()),
         log,
         omit_crc: AtomicBool::new(false),

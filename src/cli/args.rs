@@ -14,6 +14,52 @@ pub enum Command {
     Help,
     Version,
     Mount(MountArgs),
+    /// `--incomplete-mpu-list` / `--incomplete-mpu-abort[=...]` (s3fs's utility mode):
+    /// no mount, only the bucket and its options.
+    Uploads(UploadsArgs),
+}
+
+/// What to do with incomplete multipart uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadsAction {
+    List,
+    /// Abort those initiated at least this long ago (zero: all).
+    Abort(std::time::Duration),
+}
+
+/// The utility mode's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadsArgs {
+    pub action: UploadsAction,
+    /// `BUCKET-APPID[:/PREFIX]`.
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// How old an upload must be for `--incomplete-mpu-abort` without a value (s3fs's).
+pub const DEFAULT_ABORT_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `all`, or an age such as `24h`, `90m`, `7d`, `3600s` (a bare number is seconds).
+pub fn parse_age(v: &str) -> Result<std::time::Duration, CliError> {
+    if v == "all" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| CliError::usage(format!("'{v}' is not an age (all, or like 24h, 90m, 7d)")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(CliError::usage(format!(
+                "'{v}': the unit of an age is s, m, h or d"
+            )))
+        }
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A mount request before the options are interpreted.
@@ -44,6 +90,7 @@ where
     let mut debug = false;
     let mut single_thread = false;
     let mut options = Vec::new();
+    let mut uploads: Option<UploadsAction> = None;
     let mut only_positionals = false;
     let mut i = 0;
     while i < args.len() {
@@ -64,6 +111,12 @@ where
             "-f" | "--foreground" => foreground = true,
             "-d" | "--debug" => debug = true,
             "-s" => single_thread = true,
+            "--incomplete-mpu-list" => uploads = Some(UploadsAction::List),
+            "--incomplete-mpu-abort" => uploads = Some(UploadsAction::Abort(DEFAULT_ABORT_AGE)),
+            _ if text.starts_with("--incomplete-mpu-abort=") => {
+                let age = &text["--incomplete-mpu-abort=".len()..];
+                uploads = Some(UploadsAction::Abort(parse_age(age)?));
+            }
             "-o" => {
                 let value = args
                     .get(i)
@@ -93,6 +146,25 @@ where
                 )));
             }
         }
+    }
+    if let Some(action) = uploads {
+        let mut p = positionals.into_iter();
+        let source = p.next().ok_or_else(|| {
+            CliError::usage("missing BUCKET-APPID[:/PREFIX] (try 'cosmount --help')")
+        })?;
+        if p.next().is_some() {
+            return Err(CliError::usage(
+                "--incomplete-mpu-list/-abort take BUCKET-APPID[:/PREFIX] only, no mountpoint",
+            ));
+        }
+        let source = source
+            .into_string()
+            .map_err(|_| CliError::usage("the bucket argument is not valid UTF-8"))?;
+        return Ok(Command::Uploads(UploadsArgs {
+            action,
+            source,
+            options,
+        }));
     }
     let mut positionals = positionals.into_iter();
     let source = positionals.next().ok_or_else(|| {
@@ -256,5 +328,36 @@ mod tests {
             ["passwd_file=/x,y", "ro"]
         );
         assert!(split_option_list("").is_empty());
+    }
+
+    #[test]
+    fn upload_utility_mode() {
+        let p = |a: &[&str]| parse(a.iter().copied());
+        assert_eq!(
+            p(&["--incomplete-mpu-list", "b-1", "-o", "url=x"]).unwrap(),
+            Command::Uploads(UploadsArgs {
+                action: UploadsAction::List,
+                source: "b-1".into(),
+                options: vec!["url=x".into()],
+            })
+        );
+        let abort = |a: &[&str]| match p(a).unwrap() {
+            Command::Uploads(u) => u.action,
+            c => panic!("{c:?}"),
+        };
+        assert_eq!(
+            abort(&["--incomplete-mpu-abort", "b-1"]),
+            UploadsAction::Abort(DEFAULT_ABORT_AGE)
+        );
+        assert_eq!(
+            abort(&["--incomplete-mpu-abort=all", "b-1"]),
+            UploadsAction::Abort(std::time::Duration::ZERO)
+        );
+        assert_eq!(
+            abort(&["--incomplete-mpu-abort=90m", "b-1"]),
+            UploadsAction::Abort(std::time::Duration::from_secs(5400))
+        );
+        assert!(p(&["--incomplete-mpu-abort=3w", "b-1"]).is_err());
+        assert!(p(&["--incomplete-mpu-list", "b-1", "/mnt"]).is_err());
     }
 }

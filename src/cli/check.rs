@@ -28,6 +28,44 @@ pub async fn check_bucket<C: ObjectClient>(
     }
 }
 
+/// What the mount-time SSE-C check does when no key opens an object (`ssec_check=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SsecCheck {
+    /// Say so (log and terminal), mount anyway.
+    #[default]
+    Warn,
+    /// Refuse to mount (exit 2).
+    Error,
+    /// Do not look.
+    Off,
+}
+
+/// Whether the configured SSE-C keys (or no key) open what is already under `prefix`:
+/// HEADs the first object of one short listing with the key history. Some(message) when
+/// no key opens it, naming the object; None when it opens, when there is nothing to
+/// look at, or when the check itself could not run (the mount's own requests will say).
+pub async fn check_sse_keys<C: ObjectClient>(
+    client: &C,
+    prefix: &str,
+    limit: Duration,
+) -> Option<String> {
+    let look = async {
+        let page = client.list(prefix, None, None, 20).await.ok()?;
+        // A directory marker says nothing about the keys of files.
+        let obj = page.objects.iter().find(|o| !o.key.ends_with('/'))?;
+        match client.head(&obj.key).await {
+            Err(e) if e.kind == CosErrorKind::SseKeyRejected => Some(format!(
+                "SSE-C check: no configured key opens {:?}, the first object under the mount ({}); \
+                 its files will give EIO. Check use_sse=custom:FILE (the key that wrote them \
+                 must be in it; ssec_check=off skips this check, ssec_check=error refuses to mount)",
+                obj.key, e.message
+            )),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(limit, look).await.ok().flatten()
+}
+
 /// Turns a failed HEAD Bucket into a message and exit code.
 pub fn explain(e: &CosError, bucket: &str, endpoint: &str, origin: &str) -> CliError {
     let detail = detail(e);
@@ -41,6 +79,7 @@ pub fn explain(e: &CosError, bucket: &str, endpoint: &str, origin: &str) -> CliE
              its APPID suffix and the region/url"
         )),
         CosErrorKind::Refused => CliError::usage(format!("invalid configuration: {}", e.message)),
+        CosErrorKind::CredentialsExpired => CliError::credentials(e.message.clone()),
         CosErrorKind::Transport | CosErrorKind::Timeout => {
             let hint = if detail.contains("certificate") {
                 " (if the endpoint uses a private CA, pass ca_file=PEM)"

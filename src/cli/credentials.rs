@@ -17,6 +17,7 @@
 use super::error::CliError;
 use super::passwd;
 use crate::cos::config::Credentials;
+use crate::cos::credentials::{CredentialSource, Fetch, Fresh};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,8 @@ pub struct Found {
     pub origin: String,
     /// Expiry of STS credentials from an STS-format file.
     pub expires: Option<DateTime<Utc>>,
+    /// The password file they came from (absolute), re-read to refresh them.
+    pub file: Option<PathBuf>,
 }
 
 /// The inputs of the lookup, injectable for tests.
@@ -71,6 +74,7 @@ pub fn find(l: &Lookup<'_>) -> Result<Found, CliError> {
             credentials: fc.credentials,
             origin: format!("passwd file {}", p.display()),
             expires: fc.expires,
+            file: Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
         })
     };
     if let Some(p) = l.passwd_file {
@@ -126,6 +130,7 @@ fn env_pair(
             credentials: Credentials::new(id, key, env(token_var)),
             origin: format!("environment variables {id_var}/{key_var}"),
             expires: None,
+            file: None,
         })),
         _ => Err(CliError::credentials(format!(
             "set both {id_var} and {key_var}, or neither"
@@ -194,6 +199,29 @@ pub fn home_dir() -> Option<PathBuf> {
         let dir = std::ffi::CStr::from_ptr(pw.pw_dir);
         use std::os::unix::ffi::OsStrExt;
         Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
+}
+
+/// Refreshed credentials from a password file: read again (same bucket, same rules) when
+/// STS credentials in it are due and on SIGHUP, so whatever keeps the file fresh (an STS
+/// agent, an admin rotating keys) reaches a mount without a remount.
+#[derive(Debug)]
+pub struct PasswdFileSource {
+    pub path: PathBuf,
+    pub bucket: String,
+}
+
+impl CredentialSource for PasswdFileSource {
+    fn describe(&self) -> String {
+        format!("passwd file {}", self.path.display())
+    }
+
+    fn fetch(&self) -> Fetch {
+        let r = passwd::load(&self.path, &self.bucket, Utc::now()).map(|fc| Fresh {
+            credentials: fc.credentials,
+            expires: fc.expires.map(std::time::SystemTime::from),
+        });
+        Box::pin(async move { r.map_err(|e| e.message) })
     }
 }
 

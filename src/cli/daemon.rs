@@ -5,7 +5,8 @@
 //! the child reports: one byte (an [`ExitCode`]) followed by an optional UTF-8 message.
 //! So `cosmount` (and mount(8), which waits for it) returns 0 only once the mount is live,
 //! and otherwise prints the child's reason. If the child reports nothing within the
-//! timeout the parent stops it (SIGTERM) and fails; if the child dies silently the
+//! timeout the parent stops it (SIGTERM) and fails; warnings may come first, each a
+//! `0xFE` byte, a line and `\n`, printed by the parent. If the child dies silently the
 //! parent reports how it died. The child calls `setsid`, `chdir("/")`, and points
 //! stdin at /dev/null and stdout/stderr at the log file (or /dev/null). No re-exec: no
 //! secret ever passes through argv or the environment of a new process image.
@@ -17,6 +18,9 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+
+/// Starts a warning record on the readiness pipe (exit codes are small numbers).
+const WARNING: u8 = 0xFE;
 
 /// The child's end of the readiness pipe. Dropping it without reporting closes the pipe,
 /// which the parent treats as "died before the mount was ready".
@@ -34,6 +38,17 @@ impl Notifier {
     /// Reports a failure: the parent prints `cosmount: <message>` and exits with its code.
     pub fn fail(&mut self, err: &CliError) {
         self.send(err.code, &err.message);
+    }
+
+    /// Passes a warning to the terminal (before the status; the parent prints it as
+    /// `cosmount: warning: ...`).
+    pub fn warn(&mut self, message: &str) {
+        if let Some(pipe) = self.pipe.as_mut() {
+            let mut buf = vec![WARNING];
+            buf.extend_from_slice(message.replace('\n', " ").as_bytes());
+            buf.push(b'\n');
+            let _ = pipe.write_all(&buf);
+        }
     }
 
     /// Whether a status has already been sent.
@@ -105,6 +120,20 @@ fn detach(devnull: &File, out: &File) {
 }
 
 /// Parent side: read the status, print the reason on failure, return the exit code.
+/// Prints (and removes) the complete warning records at the start of `buf`.
+fn print_warnings(buf: &mut Vec<u8>) {
+    while buf.first() == Some(&WARNING) {
+        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+            return;
+        };
+        eprintln!(
+            "cosmount: warning: {}",
+            String::from_utf8_lossy(&buf[1..end])
+        );
+        buf.drain(..=end);
+    }
+}
+
 fn wait_for_child(pid: Pid, mut pipe: File, timeout: Duration) -> ExitCode {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
@@ -142,10 +171,12 @@ fn wait_for_child(pid: Pid, mut pipe: File, timeout: Duration) -> ExitCode {
                 return ExitCode::Mount;
             }
         }
+        print_warnings(&mut buf);
         if buf.first() == Some(&0) {
             return ExitCode::Ok;
         }
     }
+    print_warnings(&mut buf);
     match buf.split_first() {
         Some((&code, msg)) => {
             let code = ExitCode::from_code(code).unwrap_or(ExitCode::Mount);

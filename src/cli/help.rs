@@ -46,6 +46,11 @@ USAGE:
     mount -t fuse.cosmount BUCKET-APPID[:/PREFIX] MOUNTPOINT -o OPT,...
     fstab: BUCKET-APPID /mnt/cos fuse.cosmount _netdev,allow_other,url=https://cos.ap-guangzhou.myqcloud.com 0 0
 
+    cosmount --incomplete-mpu-list BUCKET-APPID[:/PREFIX] -o OPT,...
+    cosmount --incomplete-mpu-abort[=all|AGE] BUCKET-APPID[:/PREFIX] -o OPT,...
+        list, or abort, the multipart uploads a crash left incomplete (billed as
+        stored data until aborted); AGE like 24h (the default), 90m, 7d
+
     Without -f, cosmount returns once the mount is live (exit 0) or prints why it
     failed; the filesystem keeps running in the background. Unmount with
     'umount MOUNTPOINT' or 'fusermount3 -u MOUNTPOINT' (SIGTERM also unmounts cleanly).
@@ -76,7 +81,13 @@ CREDENTIALS (first found wins; secrets are never accepted as options):
     env TENCENTCLOUD_SECRET_ID + TENCENTCLOUD_SECRET_KEY [+ TENCENTCLOUD_SESSION_TOKEN]
     ~/.passwd-cosfs, then /etc/passwd-cosfs
     Files must not be readable by others (0600; /etc/passwd-cosfs may be 0640).
-    cam_role=sts            accepted (the STS format is detected anyway; not re-read)
+    A passwd file is read again 10 minutes before STS credentials in it expire,
+    when COS rejects the credentials, and on SIGHUP (keep it fresh with an STS agent).
+    cam_role=sts            accepted (the STS format is detected anyway)
+    cam_role=ROLE           the CAM role of this CVM: credentials from the metadata
+                            service, refreshed 10 minutes before they expire
+    cam_role_endpoint=URL   the metadata service's role-credentials address (default
+                            http://metadata.tencentyun.com/latest/meta-data/cam/security-credentials)
 
 ENCRYPTION:
     use_sse | use_sse=1     SSE-COS on new objects
@@ -86,6 +97,15 @@ ENCRYPTION:
                             SSE-C: FILE (mode 0600) holds keys, one per line, 32 raw bytes
                             or base64; the first encrypts, all are tried for reads;
                             HTTPS only
+    metrics_listen=ADDR:PORT
+                            serve Prometheus metrics at http://ADDR:PORT/metrics
+    incomplete_mpu_abort=all|AGE
+                            at mount, abort incomplete uploads under the prefix
+                            initiated at least AGE ago (a crashed predecessor's)
+    ssec_check=warn|error|off
+                            at mount, HEAD the first object under the mount with the
+                            keys: none opens it -> warn (default), refuse (error), or
+                            do not look (off)
     Give one encryption choice: a second use_sse=/load_sse_c= asking for another
     mode, KMS key or key file is refused (repeating the same one is fine).
 

@@ -27,3 +27,5 @@ pub mod passwd;
 pub mod run;
 pub mod settings;
 pub mod source;
+pub mod system_log;
+pub mod uploads;

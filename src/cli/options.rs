@@ -53,6 +53,18 @@ impl LogLevel {
             LogLevel::Trace => "trace",
         }
     }
+
+    /// The next level SIGUSR2 switches to: one step more verbose, from trace back to
+    /// error (as cosfs cycles its dbglevel).
+    pub fn cycled(self) -> LogLevel {
+        match self {
+            LogLevel::Error => LogLevel::Warn,
+            LogLevel::Warn => LogLevel::Info,
+            LogLevel::Info => LogLevel::Debug,
+            LogLevel::Debug => LogLevel::Trace,
+            LogLevel::Trace => LogLevel::Error,
+        }
+    }
 }
 
 /// Every `-o` option, typed. `None` means "not given: use the component's default".
@@ -91,8 +103,20 @@ pub struct Options {
     pub auto_unmount: bool,
     pub fuse_threads: Option<usize>,
     pub fsname: Option<String>,
-    /// `cam_role=sts`: the passwd file is in the STS format (detected anyway).
+    /// `cam_role=sts`: the passwd file is in the STS format (detected anyway; any passwd
+    /// file is re-read before its STS credentials expire).
     pub sts_file: bool,
+    /// `incomplete_mpu_abort=all|AGE`: at mount, abort incomplete uploads under the prefix
+    /// initiated at least this long ago (zero: all).
+    pub incomplete_mpu_abort: Option<std::time::Duration>,
+    /// `metrics_listen=ADDR:PORT`: serve the Prometheus page there.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `ssec_check=warn|error|off`: the mount-time SSE-C key check.
+    pub ssec_check: crate::cli::check::SsecCheck,
+    /// `cam_role=ROLE`: credentials of the CVM's CAM role, from the metadata service.
+    pub cam_role: Option<String>,
+    /// `cam_role_endpoint=URL`: the metadata service's role-credentials address.
+    pub cam_role_endpoint: Option<String>,
     /// Warnings about options accepted without effect, to show the user.
     pub warnings: Vec<String>,
 }
@@ -285,15 +309,48 @@ impl Options {
                         "allow_root is not supported; use allow_other (with umask=/uid=/gid= to restrict access)",
                     ))
                 }
-                "cam_role" => match value {
-                    Some("sts") => o.sts_file = true,
-                    _ => {
-                        return Err(CliError::usage(
-                            "cam_role=ROLE (CVM instance role credentials) is not supported; \
-                             cam_role=sts with an STS passwd file is",
-                        ))
+                "cam_role" => match req(name, value)? {
+                    "sts" => o.sts_file = true,
+                    role if role.contains('/') || role.contains(char::is_whitespace) => {
+                        return Err(CliError::usage(format!(
+                            "cam_role={role} is not a role name (cam_role=sts, or the CAM role attached to this CVM)"
+                        )))
                     }
+                    role => o.cam_role = Some(role.to_string()),
                 },
+                "incomplete_mpu_abort" => {
+                    o.incomplete_mpu_abort = Some(crate::cli::args::parse_age(req(name, value)?)?)
+                }
+                "metrics_listen" => {
+                    let v = req(name, value)?;
+                    o.metrics_listen = Some(v.parse().map_err(|_| {
+                        CliError::usage(format!(
+                            "metrics_listen={v}: give ADDR:PORT, e.g. 127.0.0.1:9464"
+                        ))
+                    })?);
+                }
+                "ssec_check" => {
+                    use crate::cli::check::SsecCheck;
+                    o.ssec_check = match req(name, value)? {
+                        "warn" => SsecCheck::Warn,
+                        "error" => SsecCheck::Error,
+                        "off" => SsecCheck::Off,
+                        v => {
+                            return Err(CliError::usage(format!(
+                                "ssec_check={v}: give warn, error or off"
+                            )))
+                        }
+                    }
+                }
+                "cam_role_endpoint" => {
+                    let v = req(name, value)?;
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        return Err(CliError::usage(format!(
+                            "cam_role_endpoint={v} is not an http:// or https:// URL"
+                        )));
+                    }
+                    o.cam_role_endpoint = Some(v.to_string());
+                }
                 "public_bucket" => {
                     return Err(CliError::usage(
                         "public_bucket (anonymous access) is not supported: cosmount always signs requests",
@@ -989,7 +1046,12 @@ mod tests {
 
     #[test]
     fn unsupported_cosfs_modes() {
-        assert!(err(&["cam_role=myrole"]).message.contains("not supported"));
+        let role = Options::parse(&["cam_role=backup-role".to_string()]).expect("role");
+        assert_eq!(role.cam_role.as_deref(), Some("backup-role"));
+        assert!(err(&["cam_role=a/b"]).message.contains("not a role name"));
+        assert!(err(&["cam_role_endpoint=ftp://x"])
+            .message
+            .contains("not an http"));
         assert!(err(&["public_bucket=1"]).message.contains("not supported"));
     }
 

@@ -10,14 +10,19 @@
 //! also runs over the in-memory store (tests/mount/over_mock.rs).
 
 use super::args::{self, Command, MountArgs};
-use super::check::{check_bucket, CHECK_TIMEOUT};
+use super::check::{check_bucket, check_sse_keys, SsecCheck, CHECK_TIMEOUT};
 use super::credentials::scrub_environment;
 use super::daemon::{fork_and_wait, sd_notify_ready, Forked, Notifier};
 use super::error::CliError;
 use super::help;
 use super::limits;
-use super::logging;
+use super::logging::{self, Destination};
 use super::settings::{resolve, Settings};
+use super::system_log::SystemLog;
+use super::uploads::abort_old;
+use crate::cos::config::CosClientConfig;
+use crate::cos::credentials::CredentialSource;
+use crate::cos::cvm_role::CvmRoleSource;
 use crate::cos::http::CosHttpClient;
 use crate::cos::{ClientCounters, ObjectClient};
 use crate::fs::{CosFs, FsStats};
@@ -45,6 +50,7 @@ pub fn main() -> i32 {
             0
         }
         Command::Mount(m) => mount_command(&m),
+        Command::Uploads(u) => super::uploads::command(&u),
     }
 }
 
@@ -63,14 +69,19 @@ fn mount_command(m: &MountArgs) -> i32 {
     for w in &settings.warnings {
         eprintln!("cosmount: warning: {w}");
     }
-    if !settings.foreground
-        && settings.log_file.is_none()
-        && settings.log_level >= super::options::LogLevel::Debug
-    {
-        eprintln!("cosmount: note: debug logs of the background daemon are discarded without logfile=; add -f to see them");
-    }
+    // A daemon without logfile= logs to the journal or syslog; opened here, before the
+    // fork, so that the terminal hears when there is neither.
+    let system_log = if settings.foreground || settings.log_file.is_some() {
+        None
+    } else {
+        let log = SystemLog::open(&settings.mountpoint);
+        if log.is_none() {
+            eprintln!("cosmount: note: no system journal or syslog socket here (/run/systemd/journal/socket, /dev/log): the daemon's log is discarded; add -o logfile=FILE to keep it");
+        }
+        log
+    };
     if settings.foreground {
-        logging::init(settings.log_level);
+        logging::init(settings.log_level, Destination::Stderr);
         return match execute(settings, None) {
             Ok(()) => 0,
             // The terminal (or journal) gets the message once, from `fail`.
@@ -81,7 +92,14 @@ fn mount_command(m: &MountArgs) -> i32 {
         Err(e) => fail(&e),
         Ok(Forked::Parent(code)) => code.code(),
         Ok(Forked::Child(notifier)) => {
-            logging::init(settings.log_level);
+            let dest = match system_log {
+                Some(mut log) => {
+                    log.set_pid(std::process::id());
+                    Destination::System(log)
+                }
+                None => Destination::Stderr,
+            };
+            logging::init(settings.log_level, dest);
             // Already printed by the parent; repeated for the log file.
             for w in &settings.warnings {
                 tracing::warn!("{w}");
@@ -109,6 +127,8 @@ fn log_statistics(client: ClientCounters, fs: &FsStats) {
         retries = client.retries.retries,
         recovered_by_retry = client.retries.recovered,
         gave_up = client.retries.gave_up,
+        credential_refreshes = client.credentials.refreshes,
+        credential_refresh_failures = client.credentials.failures,
         reads_verified = fs.reads_verified,
         read_crc_mismatches = fs.read_mismatches,
         reads_without_crc = fs.reads_without_checksum,
@@ -133,22 +153,14 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
     } else {
         None
     };
-    logging::spawn_sighup_handler(&rt, reopen);
-    let client = CosHttpClient::new(s.client.clone()).map_err(|e| {
-        super::check::explain(
-            &e,
-            &s.source.bucket,
-            &s.endpoint_desc,
-            &s.credentials_origin,
-        )
-    })?;
-    rt.block_on(check_bucket(
-        &client,
+    let client = connect(
+        &rt,
+        s.client.clone(),
+        s.role_source.clone(),
         &s.source.bucket,
         &s.endpoint_desc,
         &s.credentials_origin,
-        CHECK_TIMEOUT,
-    ))?;
+    )?;
     tracing::info!(
         bucket = %s.source.bucket,
         prefix = %s.source.prefix,
@@ -156,14 +168,102 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
         credentials = %s.credentials_origin,
         "bucket reachable"
     );
+    if s.ssec_check != SsecCheck::Off {
+        let prefix = s.fs.prefix.clone();
+        if let Some(msg) = rt.block_on(check_sse_keys(&client, &prefix, CHECK_TIMEOUT)) {
+            if s.ssec_check == SsecCheck::Error {
+                return Err(CliError::credentials(msg));
+            }
+            tracing::warn!("{msg}");
+            if let Some(n) = &notifier {
+                n.lock().unwrap_or_else(|p| p.into_inner()).warn(&msg);
+            }
+        }
+    }
+    let client = Arc::new(client);
+    if let Some(addr) = s.metrics_listen {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| CliError::usage(format!("metrics_listen={addr}: cannot listen: {e}")))?;
+        let c = client.clone();
+        rt.spawn(crate::metrics::serve(listener, move || c.counters()));
+    }
+    if let Some(min) = s.incomplete_mpu_abort {
+        // In the background: a bucket with many uploads must not delay the mount.
+        let (c, prefix) = (client.clone(), s.fs.prefix.clone());
+        rt.spawn(async move {
+            let r = abort_old(&*c, &prefix, min, |u, r| {
+                if let Err(e) = r {
+                    tracing::warn!(
+                        "incomplete_mpu_abort: could not abort the upload of {}: {e}",
+                        u.key
+                    );
+                }
+            })
+            .await;
+            match r {
+                Ok(n) if n.aborted + n.failed > 0 => tracing::info!(
+                    aborted = n.aborted,
+                    failed = n.failed,
+                    kept = n.kept,
+                    "incomplete_mpu_abort: old incomplete uploads under the prefix aborted"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("incomplete_mpu_abort: cannot list the incomplete uploads: {e}")
+                }
+            }
+        });
+    }
+    let store = client.credentials().clone();
+    store.spawn_refresher(rt.handle());
+    logging::spawn_signal_handlers(&rt, reopen, move || {
+        let store = store.clone();
+        async move {
+            // SIGHUP re-reads the passwd file (or asks the metadata service) too.
+            if store.is_refreshable() {
+                let _ = store.refresh("SIGHUP").await;
+            }
+        }
+    });
     let on_ready: Box<dyn FnOnce() + Send> = Box::new(move || match notifier {
         Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).ready(),
         None => sd_notify_ready(),
     });
-    let served = serve_mount(Arc::new(client), &s, rt.handle(), on_ready);
+    let served = serve_mount(client, &s, rt.handle(), on_ready);
     // Give in-flight tasks a moment; serving has already flushed what it could.
     rt.shutdown_timeout(Duration::from_secs(5));
     served
+}
+
+/// The HTTP client for a resolved configuration, checked with HEAD Bucket. For a CVM
+/// role the first credentials are fetched from the metadata service first.
+pub fn connect(
+    rt: &tokio::runtime::Runtime,
+    mut cfg: CosClientConfig,
+    role: Option<Arc<CvmRoleSource>>,
+    bucket: &str,
+    endpoint_desc: &str,
+    origin: &str,
+) -> Result<CosHttpClient, CliError> {
+    if let Some(role) = role {
+        let fresh = rt
+            .block_on(role.fetch())
+            .map_err(|e| CliError::credentials(format!("{}: {e}", role.describe())))?;
+        cfg.credentials = fresh.credentials;
+        cfg.credentials_expire = fresh.expires;
+        cfg.credential_source = Some(role);
+    }
+    let client = CosHttpClient::new(cfg)
+        .map_err(|e| super::check::explain(&e, bucket, endpoint_desc, origin))?;
+    rt.block_on(check_bucket(
+        &client,
+        bucket,
+        endpoint_desc,
+        origin,
+        CHECK_TIMEOUT,
+    ))?;
+    Ok(client)
 }
 
 /// Creates the filesystem over `client`, mounts it as `s` says and serves until

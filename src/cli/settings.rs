@@ -6,7 +6,7 @@
 //! the terminal directly. Relative paths are made absolute because the daemon runs in `/`.
 
 use super::args::MountArgs;
-use super::credentials::{self, Found};
+use super::credentials::{self, Found, PasswdFileSource};
 use super::error::CliError;
 use super::keyfile::load_key_file;
 use super::logging::open_log_file;
@@ -14,10 +14,13 @@ use super::mountpoint::check_mountpoint;
 use super::options::{LogLevel, Options, SseRequest};
 use super::source::{parse_source, Source};
 use crate::cos::config::{CosClientConfig, Credentials, Endpoint};
+use crate::cos::credentials::CredentialSource;
+use crate::cos::cvm_role::{self, CvmRoleSource};
 use crate::cos::sse::{SseMode, SsePolicy};
 use crate::fs::FsConfig;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Region used when neither `url=` nor `region=` is given.
 pub const DEFAULT_REGION: &str = "ap-guangzhou";
@@ -45,29 +48,40 @@ pub struct Settings {
     pub endpoint_desc: String,
     /// Where the credentials came from, for messages.
     pub credentials_origin: String,
+    /// `metrics_listen=`: where the Prometheus page is served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `incomplete_mpu_abort=`: abort older incomplete uploads under the prefix at mount.
+    pub incomplete_mpu_abort: Option<std::time::Duration>,
+    /// What to do when the mount-time SSE-C check finds an object no key opens.
+    pub ssec_check: super::check::SsecCheck,
+    /// `cam_role=ROLE`: the daemon fetches the first credentials from it, then refreshes.
+    pub role_source: Option<Arc<CvmRoleSource>>,
+    /// Warnings to show the user (ignored options, credentials about to expire).
+    pub warnings: Vec<String>,
+}
+
+/// What reaching the bucket takes: the COS client configuration and where its parts
+/// came from (shared by the mount and by the upload-listing commands).
+#[derive(Debug)]
+pub struct Connection {
+    pub source: Source,
+    pub client: CosClientConfig,
+    /// Where requests go, for messages.
+    pub endpoint_desc: String,
+    /// Where the credentials came from, for messages.
+    pub credentials_origin: String,
+    /// `cam_role=ROLE`: the first credentials are fetched from it (`run::connect`).
+    pub role_source: Option<Arc<CvmRoleSource>>,
     /// Warnings to show the user (ignored options, credentials about to expire).
     pub warnings: Vec<String>,
 }
 
 /// Resolves a mount command line.
 pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
-    let source = parse_source(&m.source)?;
     let opts = Options::parse(&m.options)?;
     let mountpoint = check_mountpoint(&m.mountpoint)?;
-    let (endpoint, endpoint_desc) = endpoint(&opts, &source.bucket);
-    let passwd_file = opts.passwd_file.as_deref().map(absolute).transpose()?;
-    let found = credentials::find_credentials(&source.bucket, passwd_file.as_deref())?;
-    let sse = sse_policy(&opts.sse)?;
-    let mut warnings = opts.warnings.clone();
-    if let Some(t) = found.expires {
-        warnings.push(format!(
-            "the temporary credentials from {} expire at {t} and are not refreshed; \
-             requests will fail after that",
-            found.origin
-        ));
-    }
-    let client = client_config(&source.bucket, endpoint, &found, sse, &opts)?;
-    let fs = fs_config(&source.prefix, &opts)?;
+    let conn = resolve_connection(&m.source, &opts)?;
+    let fs = fs_config(&conn.source.prefix, &opts)?;
     let mut log_level = opts.log_level.unwrap_or(LogLevel::Warn);
     if m.debug {
         log_level = log_level.max(LogLevel::Debug);
@@ -83,7 +97,7 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
         log_level,
         log_file,
         log_path,
-        client,
+        client: conn.client,
         fs,
         allow_other: opts.allow_other,
         read_only: opts.read_only,
@@ -94,8 +108,63 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
             opts.fuse_threads
         },
         fsname: opts.fsname.clone().unwrap_or_else(|| m.source.clone()),
+        endpoint_desc: conn.endpoint_desc,
+        credentials_origin: conn.credentials_origin,
+        role_source: conn.role_source,
+        ssec_check: opts.ssec_check,
+        incomplete_mpu_abort: opts.incomplete_mpu_abort,
+        metrics_listen: opts.metrics_listen,
+        warnings: conn.warnings,
+        source: conn.source,
+    })
+}
+
+/// Resolves the bucket argument and the options that say how to reach it.
+pub fn resolve_connection(source_arg: &str, opts: &Options) -> Result<Connection, CliError> {
+    let source = parse_source(source_arg)?;
+    let (endpoint, endpoint_desc) = endpoint(opts, &source.bucket);
+    let passwd_file = opts.passwd_file.as_deref().map(absolute).transpose()?;
+    let mut warnings = opts.warnings.clone();
+    let role_source = match &opts.cam_role {
+        Some(role) => {
+            let url = opts
+                .cam_role_endpoint
+                .as_deref()
+                .unwrap_or(cvm_role::DEFAULT_ENDPOINT);
+            Some(Arc::new(
+                CvmRoleSource::new(url, role).map_err(CliError::usage)?,
+            ))
+        }
+        None => None,
+    };
+    let found = match &role_source {
+        // Fetched by the daemon, which has the runtime; nothing is signed before that.
+        Some(src) => Found {
+            credentials: Credentials::new("", "", None),
+            origin: src.describe(),
+            expires: None,
+            file: None,
+        },
+        None => credentials::find_credentials(&source.bucket, passwd_file.as_deref())?,
+    };
+    if let (Some(t), None) = (found.expires, &found.file) {
+        warnings.push(format!(
+            "the temporary credentials from {} expire at {t} and cannot be refreshed \
+             (put them in a passwd file, or use cam_role=); requests will fail after that",
+            found.origin
+        ));
+    }
+    let sse = sse_policy(&opts.sse)?;
+    let mut client = client_config(&source.bucket, endpoint, &found, sse, opts)?;
+    if role_source.is_some() {
+        // A placeholder until the daemon's first fetch: expired, so it signs nothing.
+        client.credentials_expire = Some(std::time::UNIX_EPOCH);
+    }
+    Ok(Connection {
+        client,
         endpoint_desc,
         credentials_origin: found.origin.clone(),
+        role_source,
         warnings,
         source,
     })
@@ -145,6 +214,15 @@ pub fn client_config(
 ) -> Result<CosClientConfig, CliError> {
     let creds: Credentials = found.credentials.clone();
     let mut c = CosClientConfig::new(bucket, endpoint, creds);
+    c.credentials_expire = found.expires.map(std::time::SystemTime::from);
+    // A passwd file is read again before STS credentials in it expire, on SIGHUP and when
+    // COS rejects what it gave.
+    if let Some(path) = &found.file {
+        c.credential_source = Some(Arc::new(PasswdFileSource {
+            path: path.clone(),
+            bucket: bucket.to_string(),
+        }));
+    }
     c.path_style = opts.path_style;
     c.sse = sse;
     if let Some(p) = &opts.ca_file {
@@ -226,6 +304,7 @@ mod tests {
             credentials: Credentials::new("AKID", "key", None),
             origin: "test".into(),
             expires: None,
+            file: None,
         }
     }
 

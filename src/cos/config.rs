@@ -92,7 +92,11 @@ pub struct CosClientConfig {
     /// `localhost`, path-style): names the copy source `<bucket>.cos.<region>.myqcloud.com`.
     /// Without it such copies use the path form `/<bucket>/<key>`.
     pub region: Option<String>,
+    /// The credentials to start with; with `credential_source`, refreshed from it before
+    /// `credentials_expire` (see `credentials::CredentialStore`).
     pub credentials: Credentials,
+    pub credentials_expire: Option<std::time::SystemTime>,
+    pub credential_source: Option<std::sync::Arc<dyn super::credentials::CredentialSource>>,
     pub sse: SsePolicy,
     /// A PEM file of extra CA certificates to trust (a private CA such as coslocal's).
     pub ca_file: Option<PathBuf>,
@@ -120,6 +124,8 @@ impl CosClientConfig {
             path_style: false,
             region: None,
             credentials,
+            credentials_expire: None,
+            credential_source: None,
             sse: SsePolicy::none(),
             ca_file: None,
             storage_class: None,

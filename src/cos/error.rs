@@ -40,6 +40,8 @@ pub enum CosErrorKind {
     /// Refused locally before anything was sent (SSE-C over plain HTTP, a key the URL
     /// layer would rewrite, a size beyond COS limits).
     Refused,
+    /// Not sent: the credentials have expired and no refresh has succeeded.
+    CredentialsExpired,
 }
 
 impl CosErrorKind {
@@ -59,7 +61,8 @@ impl CosErrorKind {
             | CosErrorKind::BadRequest
             | CosErrorKind::InvalidResponse
             | CosErrorKind::IntegrityMismatch
-            | CosErrorKind::Refused => false,
+            | CosErrorKind::Refused
+            | CosErrorKind::CredentialsExpired => false,
         }
     }
 }

@@ -24,8 +24,10 @@
 
 use super::config::CosClientConfig;
 use super::crc64;
+use super::credentials::CredentialStore;
 use super::error::{CosError, CosErrorKind};
 use super::op::CosOp;
+use super::progress::UploadTracker;
 use super::read_keys::{is_key_rejection, ReadKeys};
 use super::request::{check_key, content_md5, RequestSpec, Requester};
 use super::response::{
@@ -40,6 +42,7 @@ use super::{
     ListPage, ListPartsPage, ListUploadsPage, MetadataDirective, ObjectClient, ObjectMeta,
     PutOptions, PutResult, UploadId,
 };
+use crate::metrics::{Outcome, METRICS};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::HeaderMap;
@@ -78,6 +81,8 @@ struct Inner {
     /// Which SSE-C key opens which object.
     keys: ReadKeys,
     requests: AtomicU64,
+    /// Multipart uploads running (metrics gauge, progress lines).
+    uploads: UploadTracker,
 }
 
 impl std::fmt::Debug for CosHttpClient {
@@ -142,6 +147,7 @@ impl CosHttpClient {
                 copy_part_size: cfg.copy_part_size.max(limits::MIN_PART_SIZE),
                 keys: ReadKeys::new(),
                 requests: AtomicU64::new(0),
+                uploads: UploadTracker::default(),
             }),
         })
     }
@@ -185,10 +191,64 @@ impl CosHttpClient {
         self.inner.read_timeout + Duration::from_secs(body_len as u64 / MIN_UPLOAD_RATE)
     }
 
-    /// One attempt: build, sign, send; a non-2xx answer becomes a typed error.
+    /// The credentials requests are signed with (refresh, counts).
+    pub fn credentials(&self) -> &Arc<CredentialStore> {
+        self.inner.req.credentials()
+    }
+
+    /// One attempt: build, sign, send; a non-2xx answer becomes a typed error. When COS
+    /// rejects the credentials (or they expired) and they can be refreshed, it is sent
+    /// once more with fresh ones.
     async fn attempt(&self, spec: &RequestSpec) -> Result<Response, CosError> {
+        let (first, generation) = self.attempt_signed(spec).await;
+        match first {
+            Err(e)
+                if rejects_credentials(&e)
+                    && self.credentials().refresh_after_rejection(generation).await =>
+            {
+                self.attempt_signed(spec).await.0
+            }
+            r => r,
+        }
+    }
+
+    /// One attempt with the credentials in force, and their generation. Counted for the
+    /// metrics page: its outcome and, for object data, the bytes in flight and sent.
+    async fn attempt_signed(&self, spec: &RequestSpec) -> (Result<Response, CosError>, u64) {
+        let generation = self.credentials().current().generation;
+        let (req, generation) = match self.inner.req.build_signed(spec) {
+            Err(e) => return (Err(e), generation),
+            Ok(built) => built,
+        };
+        let data = match spec.op {
+            CosOp::PutObject | CosOp::UploadPart => spec.body.as_ref().map_or(0, |b| b.len()),
+            _ => 0,
+        } as i64;
+        METRICS.upload_pending(data);
+        let r = self.send_built(spec, req).await;
+        METRICS.upload_pending(-data);
+        let outcome = match &r {
+            Ok(_) => {
+                METRICS.uploaded(data as u64);
+                Outcome::Ok
+            }
+            Err(e) => match e.status {
+                Some(s) if s >= 500 => Outcome::ServerError,
+                Some(_) => Outcome::ClientError,
+                None => Outcome::Network,
+            },
+        };
+        METRICS.request(spec.op, outcome);
+        (r, generation)
+    }
+
+    /// Sends a built request; a non-2xx answer becomes a typed error.
+    async fn send_built(
+        &self,
+        spec: &RequestSpec,
+        req: reqwest::Request,
+    ) -> Result<Response, CosError> {
         let (op, key) = (spec.op, spec.key.as_str());
-        let req = self.inner.req.build(spec)?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let limit = self.header_timeout(spec.body.as_ref().map_or(0, |b| b.len()));
         let resp = match tokio::time::timeout(limit, self.inner.req.send(req)).await {
@@ -583,6 +643,22 @@ impl CosHttpClient {
 
 /// `NoSuchUpload` while writing parts: the upload was aborted or expired elsewhere. That is
 /// a failed write (EIO), not a missing file (the 404 would otherwise read as ENOENT).
+/// Whether `e` may say the credentials are no good, so fresh ones may help: expired
+/// before sending, an answer whose code says so (COS answers an expired STS token with
+/// 400 `ExpiredToken`), or a 400/403 without a code (a HEAD's error has no body). The
+/// last may as well be a wrong SSE-C key being probed: that costs at most one fetch
+/// every few seconds, and no second request unless the fetch gave other credentials.
+fn rejects_credentials(e: &CosError) -> bool {
+    e.kind == CosErrorKind::CredentialsExpired
+        || match e.code.as_deref() {
+            Some(code) => matches!(
+                code,
+                "ExpiredToken" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied"
+            ),
+            None => matches!(e.status, Some(400 | 403)),
+        }
+}
+
 fn upload_gone(e: CosError) -> CosError {
     if e.code.as_deref() == Some("NoSuchUpload") {
         CosError {
@@ -706,6 +782,7 @@ impl BodyState {
                         )));
                     }
                     self.pos += n;
+                    METRICS.downloaded(n);
                     return Some(Ok(chunk));
                 }
                 Ok(None) => format!("body ended at byte {} of {}", self.pos, self.end),
@@ -744,6 +821,7 @@ impl ObjectClient for CosHttpClient {
         super::ClientCounters {
             requests: self.request_count(),
             retries: self.retry_stats(),
+            credentials: self.credentials().counts(),
         }
     }
 
@@ -1044,6 +1122,7 @@ impl ObjectClient for CosHttpClient {
                 .unwrap_or(std::time::UNIX_EPOCH);
             self.abort_orphans(key, &id, since).await;
         }
+        self.inner.uploads.began(&id.0, key);
         Ok(id)
     }
 
@@ -1071,19 +1150,22 @@ impl ObjectClient for CosHttpClient {
             .param("partNumber", number.to_string())
             .param("uploadId", upload.0.clone())
             .body(body, Some(md5));
-        self.call(&spec, |resp| async move {
-            let h = resp.headers();
-            let etag = etag_header(op, key, h)?;
-            check_crc(op, key, Some(crc), crc_header(h), "the part sent")?;
-            Ok(CompletedPart {
-                number,
-                etag,
-                size,
-                crc64: Some(crc),
+        let part = self
+            .call(&spec, |resp| async move {
+                let h = resp.headers();
+                let etag = etag_header(op, key, h)?;
+                check_crc(op, key, Some(crc), crc_header(h), "the part sent")?;
+                Ok(CompletedPart {
+                    number,
+                    etag,
+                    size,
+                    crc64: Some(crc),
+                })
             })
-        })
-        .await
-        .map_err(upload_gone)
+            .await
+            .map_err(upload_gone)?;
+        self.inner.uploads.part_done(&upload.0, size);
+        Ok(part)
     }
 
     async fn upload_part_copy(
@@ -1173,6 +1255,7 @@ impl ObjectClient for CosHttpClient {
             Ok(PutResult { etag, crc64: crc })
         })
         .await?;
+        self.inner.uploads.ended(&upload.0, true);
         self.remember(key, self.write_read_key());
         Ok(r)
     }
@@ -1180,7 +1263,11 @@ impl ObjectClient for CosHttpClient {
     async fn abort_multipart(&self, key: &str, upload: &UploadId) -> Result<(), CosError> {
         let spec = RequestSpec::new(CosOp::AbortMultipart, Method::DELETE, key)
             .param("uploadId", upload.0.clone());
-        self.call(&spec, |_| async { Ok(()) }).await
+        let r = self.call(&spec, |_| async { Ok(()) }).await;
+        if r.is_ok() || r.as_ref().is_err_and(|e| e.kind == CosErrorKind::NotFound) {
+            self.inner.uploads.ended(&upload.0, false);
+        }
+        r
     }
 
     async fn list_parts(

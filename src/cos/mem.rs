@@ -339,6 +339,7 @@ impl ObjectClient for MemStore {
         super::ClientCounters {
             requests: self.total_count(),
             retries: Default::default(),
+            credentials: Default::default(),
         }
     }
 

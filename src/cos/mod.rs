@@ -7,6 +7,8 @@
 //! an in-memory one for tests of the layers above.
 
 pub mod config;
+pub mod credentials;
+pub mod cvm_role;
 pub mod error;
 // Test doubles: compiled for this crate's unit tests and, with the `mock` feature, for the
 // integration tests (a dev-dependency of the package on itself turns it on); never in the
@@ -16,6 +18,7 @@ pub mod faulty;
 pub mod http;
 #[cfg(any(test, feature = "mock"))]
 pub mod mem;
+mod progress;
 mod read_keys;
 pub mod request;
 mod response;
@@ -256,6 +259,8 @@ pub struct ClientCounters {
     pub requests: u64,
     /// Retries sent, operations they saved, operations given up.
     pub retries: retry::RetrySnapshot,
+    /// Credential refreshes that worked and that failed.
+    pub credentials: credentials::RefreshCounts,
 }
 
 /// The object operations cosmount needs, bound to one bucket. SSE, signing, retries and

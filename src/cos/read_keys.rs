@@ -35,6 +35,25 @@ pub(super) fn is_key_rejection(e: &CosError) -> bool {
         )
 }
 
+/// A read without SSE-C headers that COS refuses with 400 as an SSE-C object without its
+/// key (`SsecDecryptHeaderInvalid`; a HEAD's 400 has no code to tell): said as exactly
+/// that, so the log names the problem instead of a bare BadRequest.
+fn missing_key(e: CosError) -> CosError {
+    let coded_as_missing_key = e.code.as_deref() == Some("SsecDecryptHeaderInvalid");
+    let bare_head_400 = e.code.is_none() && e.op == CosOp::HeadObject;
+    if e.status != Some(400) || !(coded_as_missing_key || bare_head_400) {
+        return e;
+    }
+    CosError {
+        kind: CosErrorKind::SseKeyRejected,
+        message: "COS refuses to read this object without an SSE-C key (HTTP 400): it is \
+                  SSE-C encrypted and this mount has no SSE-C key; mount with \
+                  use_sse=custom:FILE holding the key that wrote it"
+            .to_string(),
+        ..e
+    }
+}
+
 /// What was learnt about which key of the policy's history opens which object.
 pub(super) struct ReadKeys {
     hints: Mutex<LruCache<String, ReadKey>>,
@@ -102,7 +121,7 @@ impl ReadKeys {
         Fut: Future<Output = Result<T, CosError>>,
     {
         if !policy.uses_customer_keys() {
-            return read(ReadKey::Plain).await;
+            return read(ReadKey::Plain).await.map_err(missing_key);
         }
         let mut last: Option<CosError> = None;
         for rk in self.order(policy, key) {

@@ -14,7 +14,8 @@
 //! segment is sent as `%2F` (COS decodes it back). Keys that cannot be sent at all are
 //! refused before anything goes out.
 
-use super::config::{CosClientConfig, Credentials, Endpoint};
+use super::config::{CosClientConfig, Endpoint};
+use super::credentials::{CredentialStore, Fresh};
 use super::error::{CosError, CosErrorKind};
 use super::limits;
 use super::op::CosOp;
@@ -23,6 +24,8 @@ use super::sse::{ReadKey, SsePolicy};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// How long a signature stays valid. One attempt never takes this long except a
 /// Complete that streams keep-alive spaces; an hour covers that too.
@@ -367,7 +370,7 @@ pub struct Requester {
     http: reqwest::Client,
     addr: Addressing,
     bucket: String,
-    credentials: Credentials,
+    credentials: Arc<CredentialStore>,
     sse: SsePolicy,
     storage_class: Option<String>,
 }
@@ -399,10 +402,21 @@ impl Requester {
             http,
             addr,
             bucket: cfg.bucket.clone(),
-            credentials: cfg.credentials.clone(),
+            credentials: Arc::new(CredentialStore::new(
+                Fresh {
+                    credentials: cfg.credentials.clone(),
+                    expires: cfg.credentials_expire,
+                },
+                cfg.credential_source.clone(),
+            )),
             sse: cfg.sse.clone(),
             storage_class: cfg.storage_class.clone(),
         })
+    }
+
+    /// The credentials requests are signed with (and their refresh).
+    pub fn credentials(&self) -> &Arc<CredentialStore> {
+        &self.credentials
     }
 
     pub fn addressing(&self) -> &Addressing {
@@ -424,8 +438,20 @@ impl Requester {
 
     /// Builds one signed attempt of `spec`.
     pub fn build(&self, spec: &RequestSpec) -> Result<reqwest::Request, CosError> {
+        self.build_signed(spec).map(|(r, _)| r)
+    }
+
+    /// Builds one signed attempt of `spec`, and says which generation of the credentials
+    /// signed it (see `CredentialStore::refresh_after_rejection`). Expired credentials
+    /// sign nothing: `CredentialsExpired`.
+    pub fn build_signed(&self, spec: &RequestSpec) -> Result<(reqwest::Request, u64), CosError> {
         let op = spec.op;
         let key = spec.key.as_str();
+        let current = self
+            .credentials
+            .usable(SystemTime::now())
+            .map_err(|m| CosError::local(CosErrorKind::CredentialsExpired, op, key, m))?;
+        let credentials = &current.fresh.credentials;
         let url = self.addr.url(op, key, &spec.query)?;
         // The transport was checked against the policy when this builder was made.
         let sse = self.sse.headers_for(op, spec.read);
@@ -460,7 +486,7 @@ impl Requester {
         for h in &sse {
             hs.push((h.name.to_ascii_lowercase(), h.value.clone(), h.sensitive));
         }
-        if let Some(t) = self.credentials.token() {
+        if let Some(t) = credentials.token() {
             hs.push(("x-cos-security-token".into(), t.to_string(), true));
         }
 
@@ -477,7 +503,7 @@ impl Requester {
         let path = self.addr.decoded_path(key);
         let key_time = KeyTime::around_now(SIGN_LIFETIME_SECS);
         let parts = sign::sign(
-            self.credentials.secret_key(),
+            credentials.secret_key(),
             &SignInput {
                 method: spec.method.as_str(),
                 path: &path,
@@ -486,7 +512,7 @@ impl Requester {
                 key_time,
             },
         );
-        let auth = sign::authorization(&self.credentials.secret_id, key_time, &parts);
+        let auth = sign::authorization(&credentials.secret_id, key_time, &parts);
 
         let mut map = HeaderMap::with_capacity(hs.len() + 1);
         for (n, v, sensitive) in &hs {
@@ -511,7 +537,7 @@ impl Requester {
         if has_body {
             *req.body_mut() = Some(reqwest::Body::from(spec.body.clone().unwrap_or_default()));
         }
-        Ok(req)
+        Ok((req, current.generation))
     }
 
     /// Sends one built request.
@@ -532,6 +558,7 @@ fn is_signed_header(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cos::config::Credentials;
     use crate::cos::sse::{CustomerKey, SseMode};
 
     fn cfg(endpoint: Endpoint) -> CosClientConfig {

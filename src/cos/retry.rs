@@ -133,8 +133,10 @@ where
                     if e.kind.is_retryable() {
                         policy.stats.gave_up.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Debug only: whoever gets the error logs it once, with what it means
+                    // for the file (one line per problem, not one per layer).
                     if attempt > 1 && e.kind.is_retryable() {
-                        tracing::warn!(op = op.name(), key, attempts = attempt, kind = ?e.kind,
+                        tracing::debug!(op = op.name(), key, attempts = attempt, kind = ?e.kind,
                             code = e.code.as_deref().unwrap_or(""), "giving up after retries");
                     }
                     return Err(e);
@@ -144,16 +146,11 @@ where
                 // next attempt still starts, but no later than the bound.
                 let left = policy.cfg.max_total.saturating_sub(start.elapsed());
                 let wait = wait.min(left);
-                let level_warn = attempt + 1 >= policy.cfg.max_attempts;
-                if level_warn {
-                    tracing::warn!(op = op.name(), key, attempt, kind = ?e.kind,
-                        code = e.code.as_deref().unwrap_or(""), status = e.status.unwrap_or(0),
-                        wait_ms = wait.as_millis() as u64, "retrying COS request (last attempt next)");
-                } else {
-                    tracing::debug!(op = op.name(), key, attempt, kind = ?e.kind,
-                        code = e.code.as_deref().unwrap_or(""), status = e.status.unwrap_or(0),
-                        wait_ms = wait.as_millis() as u64, "retrying COS request");
-                }
+                // A retry that works is not the admin's business (the statistics count
+                // them); one that does not is logged by whoever gets the error.
+                tracing::debug!(op = op.name(), key, attempt, kind = ?e.kind,
+                    code = e.code.as_deref().unwrap_or(""), status = e.status.unwrap_or(0),
+                    wait_ms = wait.as_millis() as u64, "retrying COS request");
                 tokio::time::sleep(wait).await;
                 policy.stats.retries.fetch_add(1, Ordering::Relaxed);
                 attempt += 1;

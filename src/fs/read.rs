@@ -20,6 +20,7 @@ use super::bufpool::BufPool;
 use super::error::{fs_err, FsError, FsErrorKind};
 use super::verify::{Verdict, Verifier};
 use crate::cos::{crc64, CosErrorKind, GetRequest, ObjectClient};
+use crate::metrics::METRICS;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
@@ -491,9 +492,15 @@ impl<C: ObjectClient> Reader<C> {
         let k = Self::key(obj, i);
         // Bounded: each round either finds the block or starts its fetch; a block evicted
         // between its fetch and this look is fetched once more.
-        for _ in 0..3 {
+        for round in 0..3 {
             if let Some(b) = self.cache.get(&k) {
+                if round == 0 {
+                    METRICS.cache(true);
+                }
                 return Ok(b);
+            }
+            if round == 0 {
+                METRICS.cache(false);
             }
             let pending = self.inflight.lock().get(&k).cloned();
             match pending {

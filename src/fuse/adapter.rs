@@ -10,11 +10,13 @@
 
 use crate::cos::{CosErrorKind, ObjectClient};
 use crate::fs::{Attr, Caller, CosFs, Entry, FileKind, FsError, FsErrorKind, RenameMode, SetAttr};
+use crate::metrics::METRICS;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents,
+    PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::future::Future;
@@ -43,7 +45,8 @@ pub fn errno_of(e: &FsError) -> i32 {
             | CosErrorKind::Timeout
             | CosErrorKind::Transport
             | CosErrorKind::InvalidResponse
-            | CosErrorKind::IntegrityMismatch => libc::EIO,
+            | CosErrorKind::IntegrityMismatch
+            | CosErrorKind::CredentialsExpired => libc::EIO,
         },
         FsErrorKind::NotFound => libc::ENOENT,
         FsErrorKind::NotEmpty => libc::ENOTEMPTY,
@@ -60,6 +63,46 @@ pub fn errno_of(e: &FsError) -> i32 {
         FsErrorKind::TooManyFiles => libc::EMFILE,
         FsErrorKind::LocalIo => libc::EIO,
         FsErrorKind::Stale => libc::ESTALE,
+    }
+}
+
+/// Whether a failure is something an admin must act on (logged at WARN: the bucket,
+/// the network, credentials, local disk) rather than an answer a program expects (logged
+/// at debug). Exhaustive for the same reason as `errno_of`.
+fn admin_must_know(kind: FsErrorKind) -> bool {
+    match kind {
+        FsErrorKind::Cos(k) => match k {
+            CosErrorKind::AccessDenied
+            | CosErrorKind::SseKeyRejected
+            | CosErrorKind::Conflict
+            | CosErrorKind::BadRequest
+            | CosErrorKind::Throttled
+            | CosErrorKind::ServerError
+            | CosErrorKind::Timeout
+            | CosErrorKind::Transport
+            | CosErrorKind::InvalidResponse
+            | CosErrorKind::IntegrityMismatch
+            | CosErrorKind::CredentialsExpired => true,
+            // Gone, changed under an open handle, a range past the end, a size COS would
+            // refuse: the program's view or request, answered with its errno.
+            CosErrorKind::NotFound
+            | CosErrorKind::PreconditionFailed
+            | CosErrorKind::InvalidRange
+            | CosErrorKind::Refused => false,
+        },
+        FsErrorKind::NoSpace | FsErrorKind::TooManyFiles | FsErrorKind::LocalIo => true,
+        FsErrorKind::NotFound
+        | FsErrorKind::NotEmpty
+        | FsErrorKind::IsDir
+        | FsErrorKind::NotDir
+        | FsErrorKind::Exists
+        | FsErrorKind::ReadOnly
+        | FsErrorKind::Unsupported
+        | FsErrorKind::InvalidArgument
+        | FsErrorKind::NameTooLong
+        | FsErrorKind::FileTooLarge
+        | FsErrorKind::BadHandle
+        | FsErrorKind::Stale => false,
     }
 }
 
@@ -150,8 +193,9 @@ impl<C: ObjectClient> CosFuse<C> {
     }
 
     /// Runs one operation: block_on under catch_unwind, in `span`; an error becomes its
-    /// errno and is logged once: at debug for the expected ENOENT and for a file's data
-    /// error answered again, at error for a key the admin must fix, warn otherwise.
+    /// errno and is logged once: at error for a key the admin must fix, at warn for what
+    /// `admin_must_know`, at debug for answers programs expect and for a file's data
+    /// error answered again.
     fn run<T>(
         &self,
         span: tracing::Span,
@@ -166,6 +210,7 @@ impl<C: ObjectClient> CosFuse<C> {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let errno = errno_of(&e);
+                METRICS.errno(errno);
                 if e.kind == FsErrorKind::Cos(CosErrorKind::SseKeyRejected) {
                     // What the admin must fix is the key file, not the program.
                     tracing::error!(
@@ -173,14 +218,16 @@ impl<C: ObjectClient> CosFuse<C> {
                         "SSE-C key missing or wrong for this object; fix the key file of use_sse=custom:FILE (or load_sse_c=FILE), or add the key that wrote it to that file: {}",
                         e.message
                     );
-                } else if errno == libc::ENOENT {
-                    tracing::debug!(error = %e, "not found");
-                } else if matches!(op, "write" | "read" | "flush" | "fsync" | "release") {
-                    // A file's data error is logged once, as an ERROR, when the file fails;
-                    // the same error answered again to later calls is not news.
-                    tracing::debug!(errno, error = %e, "operation failed");
+                } else if !admin_must_know(e.kind)
+                    || matches!(op, "write" | "read" | "flush" | "fsync" | "release")
+                {
+                    // An answer the program expects (ENOENT, ENOTEMPTY, ENOTSUP for a hard
+                    // link, ...) is not the admin's business. A file's data error is logged
+                    // once, as an ERROR, when the file fails; the same error answered again
+                    // to later calls is not news either.
+                    tracing::debug!(op, errno, error = %e, "operation failed");
                 } else {
-                    tracing::warn!(errno, error = %e, "operation failed");
+                    tracing::warn!("{op} failed, errno {errno}: {e}");
                 }
                 Err(Errno::from_i32(errno))
             }
@@ -254,7 +301,12 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
         }
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
-        let want = InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS;
+        // FUSE_ATOMIC_O_TRUNC is deliberately not asked for: with it the kernel hands
+        // O_TRUNC to open before its own checks, so an O_RDONLY|O_TRUNC open of a running
+        // executable would empty the file before the kernel refused it with ETXTBSY.
+        // Without it the kernel checks first and then sends SETATTR(size=0), which
+        // truncates every kind of O_TRUNC open the way a local disk does.
+        let want = InitFlags::FUSE_PARALLEL_DIROPS;
         if let Err(missing) = config.add_capabilities(want) {
             tracing::warn!(
                 ?missing,
@@ -673,6 +725,105 @@ impl<C: ObjectClient> Filesystem for CosFuse<C> {
     ) {
         reply.error(Errno::from_i32(libc::EOPNOTSUPP));
     }
+
+    // Requests ordinary programs make that this file system does not serve. Each gets its
+    // errno quietly (fuser's defaults log a warning per call, and `isatty` alone sends an
+    // ioctl per file): ENOTTY is what an ioctl a file does not know returns; ENOSYS tells
+    // the kernel to stop asking and do the generic thing itself (poll: always ready,
+    // lseek: SEEK_DATA/SEEK_HOLE over one extent, copy_file_range: read and write).
+    // Locks are only sent when FUSE_POSIX_LOCKS is asked for, and it is not: the kernel
+    // keeps locks locally.
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        tracing::trace!(cmd, "ioctl: ENOTTY");
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
 }
 
 #[cfg(test)]
@@ -681,6 +832,27 @@ mod tests {
 
     fn e(kind: FsErrorKind) -> FsError {
         FsError::new(kind, "x")
+    }
+
+    #[test]
+    fn answers_programs_expect_are_not_warnings() {
+        for k in [
+            FsErrorKind::NotFound,
+            FsErrorKind::NotEmpty,
+            FsErrorKind::Exists,
+            FsErrorKind::Unsupported,
+            FsErrorKind::Cos(CosErrorKind::NotFound),
+        ] {
+            assert!(!admin_must_know(k), "{k:?}");
+        }
+        for k in [
+            FsErrorKind::NoSpace,
+            FsErrorKind::Cos(CosErrorKind::AccessDenied),
+            FsErrorKind::Cos(CosErrorKind::Transport),
+            FsErrorKind::Cos(CosErrorKind::IntegrityMismatch),
+        ] {
+            assert!(admin_must_know(k), "{k:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The file-system subtype: mounts show in /proc/mounts as `fuse.cosmount`, so
+/// `findmnt -t fuse.cosmount` and monitoring that selects by type find them.
+pub const FS_SUBTYPE: &str = "cosmount";
+
 /// How to mount.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
@@ -182,7 +186,10 @@ pub fn serve<C: ObjectClient>(
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
-        MountOption::Subtype("cosmount".to_string()),
+        // The subtype goes to the kernel as a mount option, not as fuser's `Subtype`:
+        // fuser's own mount(2) path drops that one and /proc/mounts would say `fuse`.
+        // As an option it gives `fuse.cosmount` both from mount(2) and from fusermount3.
+        MountOption::CUSTOM(format!("subtype={FS_SUBTYPE}")),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
         MountOption::NoDev,

@@ -91,7 +91,7 @@ fn restic_backs_up_checks_restores_and_diffs() {
             d.contains("new.txt") && d.contains("notes.txt"),
             "{prefix}: restic diff:\n{d}"
         );
-        drop(m);
+        m.finish_quietly(&format!("{prefix}: restic"));
         h.assert_uploads_encrypted(prefix, &sse);
     }
 }
@@ -135,7 +135,7 @@ fn borg_creates_checks_extracts_and_diffs() {
             d.contains("new.txt") && d.contains("notes.txt"),
             "{prefix}: borg diff:\n{d}"
         );
-        drop(m);
+        m.finish_quietly(&format!("{prefix}: borg"));
         h.assert_uploads_encrypted(prefix, &sse);
     }
 }
@@ -193,7 +193,7 @@ fn git_commits_gcs_and_clones() {
             std::fs::read(clone.join("tree/docs/report.bin")).unwrap(),
             pattern(31, 3 * 1024 * 1024 + 5)
         );
-        drop(m);
+        m.finish_quietly(&format!("{prefix}: git"));
         h.assert_uploads_encrypted(prefix, &sse);
     }
 }
@@ -242,7 +242,7 @@ fn sqlite_in_rollback_and_wal_mode() {
                 "{prefix} {mode}"
             );
         }
-        drop(m);
+        m.finish_quietly(&format!("{prefix}: sqlite3"));
         h.assert_uploads_encrypted(prefix, &sse);
     }
 }

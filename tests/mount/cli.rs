@@ -4,7 +4,7 @@
 //! environment (no HOME, minimal PATH), as at boot.
 
 use crate::harness;
-use crate::harness::mount::{answers, find_daemon_pid, is_mounted};
+use crate::harness::mount::{answers, find_daemon_pid, is_mounted, mount_type};
 use crate::harness::{write_private, Harness, MountOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -258,6 +258,11 @@ fn mount_dash_t_fuse_cosmount() {
     assert!(
         is_mounted(&mnt),
         "mount(8) returned 0 but nothing is mounted"
+    );
+    assert_eq!(
+        mount_type(&mnt).as_deref(),
+        Some("fuse.cosmount"),
+        "type in /proc/self/mountinfo"
     );
     assert_answers(&h, &mnt);
     std::fs::write(mnt.join("via-mount8.txt"), b"ok").unwrap();

@@ -1,9 +1,9 @@
 //! File-system semantics through a real mount over coslocal HTTPS, with the Python SDK as
 //! a second client: awkward names, directories from markers and from bare prefixes, a
 //! directory longer than one listing page, other clients' changes after
-//! `stat_cache_expire`, cosfs metadata (`x-cos-meta-mode` & co) in both directions, and
-//! the documented refusals (hard links, extended attributes, special files: ENOTSUP, as
-//! src/fuse/mod.rs documents).
+//! `stat_cache_expire`, cosfs metadata (`x-cos-meta-mode` & co) in both directions,
+//! special files and files unlinked while open, O_TRUNC in every access mode, and the
+//! documented refusals (hard links and extended attributes: ENOTSUP).
 
 use crate::harness;
 use crate::harness::fsops::{assert_errno, hard_link, set_xattr};
@@ -475,6 +475,34 @@ fn posix_basics() {
         std::fs::rename(m.path("full"), m.path("a")),
         &[libc::ENOTDIR],
     );
+
+    // O_TRUNC empties the file whatever the access mode, O_RDONLY included (POSIX leaves
+    // that case open; Linux truncates), and the empty content is what the bucket keeps.
+    let mut m = m;
+    for (name, read, write) in [
+        ("t-ro", true, false),
+        ("t-wo", false, true),
+        ("t-rw", true, true),
+    ] {
+        std::fs::write(m.path(name), b"content to drop").unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(read)
+            .write(write)
+            .custom_flags(libc::O_TRUNC)
+            .open(m.path(name))
+            .unwrap_or_else(|e| panic!("{name}: open with O_TRUNC: {e}"));
+        assert_eq!(f.metadata().unwrap().len(), 0, "{name}: size after O_TRUNC");
+        drop(f);
+    }
+    m.remount();
+    for name in ["t-ro", "t-wo", "t-rw"] {
+        assert_eq!(
+            std::fs::read(m.path(name)).unwrap(),
+            b"",
+            "{name} after remount"
+        );
+    }
 }
 
 /// A second handle opened while a writer still has the file open must see what was

@@ -286,3 +286,72 @@ fn key_md5(raw: &[u8; 32]) -> String {
     use md5::Digest;
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(raw))
 }
+
+/// The mount-time SSE-C check: objects under the mount that no configured key opens are
+/// named at mount (a warning on the terminal and in the log; `ssec_check=error` refuses
+/// to mount), and a read without the key is logged as exactly that, naming the object.
+#[test]
+fn mount_time_check_names_an_object_no_key_opens() {
+    let Some(h) = Harness::start("ssec-mount-check") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    let k1 = h.key_file("k1", &[K1]);
+    let k2 = h.key_file("k2", &[K2]);
+    sdk.put("vault/a.bin", b"sealed", Some(&k1), &[])
+        .expect_ok("SDK put with K1");
+    let daemon = |sse: Sse, extra: &[&str]| {
+        let mut o = MountOptions::sse(sse);
+        o.prefix = Some("vault".into());
+        o.foreground = false;
+        for e in extra {
+            o = o.opt(e);
+        }
+        o
+    };
+
+    // No key at all: mounts, says which object it cannot open.
+    let mut m = h.mount(daemon(Sse::None, &[]));
+    let said = m.log_text();
+    assert!(
+        said.contains("cosmount: warning: SSE-C check") && said.contains("vault/a.bin"),
+        "no warning naming the object at mount:\n{said}"
+    );
+    m.unmount();
+
+    // The wrong key with ssec_check=error: refused, exit 2, naming the object.
+    let Err(out) = h.try_mount(daemon(Sse::Customer(k2.clone()), &["ssec_check=error"])) else {
+        panic!("mounted although no key opens vault/a.bin");
+    };
+    assert!(
+        out.contains("exit status: 2") && out.contains("vault/a.bin"),
+        "{out}"
+    );
+
+    // The right key: no warning. ssec_check=off: no look at all.
+    let mut m = h.mount(daemon(Sse::Customer(k1.clone()), &[]));
+    assert!(!m.log_text().contains("SSE-C check"), "{}", m.log_text());
+    assert_eq!(std::fs::read(m.path("a.bin")).unwrap(), b"sealed");
+    m.unmount();
+    let mut m = h.mount(daemon(Sse::None, &["ssec_check=off"]));
+    assert!(!m.log_text().contains("SSE-C check"), "{}", m.log_text());
+    m.unmount();
+
+    // A read without the key, in the foreground: EIO, and the log line says why.
+    let o = MountOptions {
+        prefix: Some("vault".into()),
+        ..Default::default()
+    };
+    let mut m = h.mount(o.opt("ssec_check=off"));
+    assert_errno(
+        "read without the key",
+        std::fs::read(m.path("a.bin")),
+        &[libc::EIO],
+    );
+    m.unmount();
+    let log = m.log_text();
+    assert!(
+        log.contains("without an SSE-C key") && log.contains("vault/a.bin"),
+        "the log does not say the key is missing:\n{log}"
+    );
+}

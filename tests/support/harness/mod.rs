@@ -134,6 +134,11 @@ impl Harness {
         Mount::start(self, opts)
     }
 
+    /// Mounts, or says why the mount failed (the daemon's output and log).
+    pub fn try_mount(&self, opts: MountOptions) -> Result<Mount, String> {
+        Mount::try_start(self, opts)
+    }
+
     /// Writes a 0600 SSE-C key file with `keys` (base64, one per line) and returns it.
     pub fn key_file(&self, name: &str, keys: &[[u8; 32]]) -> PathBuf {
         use base64::Engine;

@@ -94,6 +94,18 @@ pub fn is_mounted(path: &Path) -> bool {
     })
 }
 
+/// The file-system type /proc/self/mountinfo gives the topmost mount at `path`
+/// (`fuse.cosmount` for ours), or None when nothing is mounted there.
+pub fn mount_type(path: &Path) -> Option<String> {
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().rev().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (pre.split_whitespace().nth(4) == Some(want.as_str()))
+            .then(|| post.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
 /// Whether the mount answers a stat of its root within `timeout`. A listed but stuck mount
 /// would otherwise hang the test's first system call. The probe thread may stay blocked
 /// until the daemon is killed; it only holds a path.
@@ -131,6 +143,11 @@ pub fn find_daemon_pid(mountpoint: &Path) -> Option<u32> {
 
 impl Mount {
     pub(super) fn start(h: &Harness, opts: MountOptions) -> Mount {
+        Mount::try_start(h, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like `start`, but a mount that fails is the daemon's message and log.
+    pub(super) fn try_start(h: &Harness, opts: MountOptions) -> Result<Mount, String> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let mountpoint = h.path(&format!("mnt{n}"));
         std::fs::create_dir_all(&mountpoint).expect("mountpoint");
@@ -160,8 +177,8 @@ impl Mount {
             pids: h.pids.clone(),
             mounted: false,
         };
-        m.spawn().unwrap_or_else(|e| panic!("{e}"));
-        m
+        m.spawn()?;
+        Ok(m)
     }
 
     /// The cosmount command line of this mount (without running it).
@@ -175,6 +192,10 @@ impl Mount {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
+        // A daemon without logfile= would log to this machine's journal or syslog; tests
+        // that want that give a socket of their own (`opts.env` comes after).
+        cmd.env("COSMOUNT_JOURNAL_SOCKET", "")
+            .env("COSMOUNT_SYSLOG_SOCKET", "");
         cmd.envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(n) = self.opts.nofile {
             use std::os::unix::process::CommandExt;
@@ -273,6 +294,13 @@ impl Mount {
                 ));
             }
             self.pid = find_daemon_pid(&self.mountpoint);
+            let ty = mount_type(&self.mountpoint);
+            if ty.as_deref() != Some("fuse.cosmount") {
+                return Err(format!(
+                    "{} is mounted as {ty:?}, not fuse.cosmount",
+                    self.mountpoint.display()
+                ));
+            }
             if let Some(pid) = self.pid {
                 self.pids.lock().unwrap().push(pid);
             }
@@ -373,6 +401,28 @@ impl Mount {
             }
         }
         None
+    }
+
+    /// Unmounts, then fails the test if the daemon logged anything at WARN or ERROR over
+    /// its life (remounts included): at the default level a healthy mount is quiet, and a
+    /// tool run that passed is healthy. Foreground mounts only (their stderr is the log).
+    pub fn finish_quietly(mut self, what: &str) {
+        assert!(
+            self.opts.foreground,
+            "finish_quietly needs the foreground log"
+        );
+        self.unmount();
+        let log = self.log_text();
+        let loud: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        assert!(
+            loud.is_empty(),
+            "{what}: a healthy run logged {} warning/error lines at the default level, e.g.:\n{}",
+            loud.len(),
+            loud.iter().take(10).copied().collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// Unmounts and mounts again with the same options.
