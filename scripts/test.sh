@@ -85,6 +85,10 @@ fi
 export COSLOCAL_BIN="$ROOT/target/debug/coslocal"
 export COSMOUNT_BIN="$ROOT/target/debug/cosmount"
 
+step "Debian package (scripts/build-deb.sh: release build, then dpkg-deb)"
+# tests/mount/cli.rs installs it with dpkg, mounts with the installed binary and purges it.
+bash scripts/build-deb.sh || FAILED+=("build-deb")
+
 step "cargo test (unit, integration, kernel-level mounts)"
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || FAILED+=("cargo test")

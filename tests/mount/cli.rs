@@ -316,3 +316,172 @@ fn fstab_line_mounts_with_bare_environment() {
     let now = std::fs::read("/etc/fstab").ok();
     assert_eq!(now, orig, "/etc/fstab was not restored");
 }
+
+/// The .deb `scripts/build-deb.sh` made (the test command builds it first).
+fn built_deb() -> Option<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| harness::repo_root().join("target"))
+        .join("debian");
+    let found = std::fs::read_dir(&dir).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    });
+    harness::require(
+        "target/debian/cosmount_*.deb (run scripts/build-deb.sh)",
+        found.is_some(),
+    )
+    .then(|| found.unwrap())
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The package installs with dpkg, its binary mounts through `mount -t fuse.cosmount`
+/// (the daemon is /usr/bin/cosmount), and purging it leaves none of its files.
+#[test]
+fn deb_installs_mounts_and_purges_cleanly() {
+    let Some(h) = Harness::start("cli-deb") else {
+        return;
+    };
+    let Some(deb) = built_deb() else { return };
+    let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        Path::new("/usr/local/bin/cosmount")
+            .symlink_metadata()
+            .is_err(),
+        "/usr/local/bin/cosmount would shadow the package's binary"
+    );
+    run_ok(Command::new("dpkg").arg("-i").arg(&deb));
+    let files: Vec<String> = run_ok(Command::new("dpkg").args(["-L", "cosmount"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for want in [
+        "/usr/bin/cosmount",
+        "/usr/bin/coslocal",
+        "/usr/share/man/man8/cosmount.8.gz",
+        "/usr/share/man/man1/coslocal.1.gz",
+        "/lib/systemd/system/cosmount@.service",
+        "/etc/logrotate.d/cosmount",
+        "/usr/share/doc/cosmount/examples/mnt-cos.mount",
+        "/usr/share/doc/cosmount/examples/fstab.example",
+    ] {
+        assert!(
+            files.iter().any(|f| f == want),
+            "{want} not in the package: {files:?}"
+        );
+    }
+    let version = run_ok(Command::new("/usr/bin/cosmount").arg("--version"));
+    assert!(version.starts_with("cosmount "), "{version}");
+
+    let mnt = h.path("mnt-deb");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let guard = Unmounter(mnt.clone());
+    let mut cmd = Command::new("mount");
+    cmd.args(["-t", "fuse.cosmount"])
+        .arg(&h.cos.bucket)
+        .arg(&mnt)
+        .arg("-o")
+        .arg(options(&h, ""));
+    bare_env(&mut cmd);
+    let (code, out) = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(0),
+        "mount -t fuse.cosmount with the package: {out}"
+    );
+    let pid = find_daemon_pid(&mnt).expect("the daemon");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        PathBuf::from("/usr/bin/cosmount"),
+        "the daemon is not the packaged binary"
+    );
+    std::fs::write(mnt.join("from-deb.txt"), b"packaged").unwrap();
+    assert_eq!(
+        std::fs::read(mnt.join("from-deb.txt")).unwrap(),
+        b"packaged"
+    );
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    drop(guard);
+
+    run_ok(Command::new("dpkg").args(["--purge", "cosmount"]));
+    let left: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            let p = Path::new(f.as_str());
+            // Shared directories (/usr/bin, /etc, ...) stay; the package's files must not.
+            (p.symlink_metadata().is_ok() && !p.is_dir()) || (f.contains("cosmount") && p.exists())
+        })
+        .collect();
+    assert!(left.is_empty(), "left after purge: {left:?}");
+}
+
+/// install.sh honours DESTDIR and PREFIX, writes nothing outside them, and --uninstall
+/// removes what it installed.
+#[test]
+fn install_script_stays_inside_destdir_and_uninstalls() {
+    let Some(_deb) = built_deb() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dest = d.path().join("dest");
+    let script = harness::repo_root().join("packaging/install.sh");
+    let out = run_ok(
+        Command::new("sh")
+            .arg(&script)
+            .arg("--prefix=/opt/cm")
+            .env("DESTDIR", &dest),
+    );
+    let mut all = Vec::new();
+    let mut stack = vec![dest.clone()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                all.push(e.path().strip_prefix(&dest).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(!all.is_empty(), "{out}");
+    for f in &all {
+        assert!(f.starts_with("opt/cm/"), "{f} is outside the prefix");
+    }
+    for want in [
+        "opt/cm/bin/cosmount",
+        "opt/cm/share/man/man8/cosmount.8.gz",
+        "opt/cm/lib/systemd/system/cosmount@.service",
+        "opt/cm/share/doc/cosmount/examples/logrotate.cosmount",
+    ] {
+        assert!(all.iter().any(|f| f == want), "{want} missing: {all:?}");
+    }
+    let unit =
+        std::fs::read_to_string(dest.join("opt/cm/lib/systemd/system/cosmount@.service")).unwrap();
+    assert!(unit.contains("ExecStart=/opt/cm/bin/cosmount "), "{unit}");
+    run_ok(
+        Command::new("sh")
+            .arg(&script)
+            .args(["--uninstall", "--prefix", "/opt/cm", "--destdir"])
+            .arg(&dest),
+    );
+    let mut files = 0;
+    let mut stack = vec![dest.clone()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert_eq!(files, 0, "files left after --uninstall");
+}
