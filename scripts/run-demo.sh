@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
 # Mounts a local COS-compatible bucket with SSE-C on DIR, in one command:
-#   scripts/run-demo.sh /mnt/cos
-# Builds the release binaries, starts coslocal on loopback (HTTPS with a self-signed CA,
-# generated credentials) unless it already runs, generates an SSE-C key file (0600, kept
-# across runs: losing it loses the data), then mounts. Re-running is safe: an existing
-# coslocal and an existing mount are reused. State lives in $COSMOUNT_DEMO_STATE
-# (default /var/tmp/cosmount-demo).
+#   scripts/run-demo.sh /mnt/cos          start (or reuse) coslocal and the mount
+#   scripts/run-demo.sh --stop /mnt/cos   unmount (pending uploads first), stop coslocal
+# Builds the release binaries (cargo's progress shown: the first build takes minutes),
+# starts coslocal on loopback (HTTPS with a self-signed CA, generated credentials) unless it
+# already runs, generates an SSE-C key file (0600, kept across runs: losing it loses the
+# data), then mounts. Re-running is safe: an existing coslocal and an existing mount are
+# reused. State (objects, keys, credentials, logs, staging) lives in $COSMOUNT_DEMO_STATE
+# (default /var/tmp/cosmount-demo); --stop keeps it, delete the directory to start afresh.
 set -euo pipefail
+stop=no
+if [ "${1:-}" = --stop ]; then
+    stop=yes
+    shift
+fi
 if [ $# -ne 1 ]; then
-    echo "usage: $0 MOUNTPOINT" >&2
+    echo "usage: $0 [--stop] MOUNTPOINT" >&2
     exit 2
 fi
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
-MNT="$(mkdir -p "$1" && cd "$1" && pwd)"
 STATE="${COSMOUNT_DEMO_STATE:-/var/tmp/cosmount-demo}"
+if [ "$stop" = yes ]; then
+    MNT="$(cd "$1" 2>/dev/null && pwd || echo "$1")"
+    if grep -qs " $MNT fuse" /proc/mounts; then
+        echo "==> unmounting $MNT (uploads what is pending first)"
+        fusermount3 -u "$MNT" || umount "$MNT"
+    else
+        echo "==> $MNT is not mounted"
+    fi
+    if [ -s "$STATE/coslocal.pid" ] && kill -0 "$(cat "$STATE/coslocal.pid")" 2>/dev/null; then
+        echo "==> stopping coslocal (pid $(cat "$STATE/coslocal.pid"))"
+        kill "$(cat "$STATE/coslocal.pid")"
+    fi
+    rm -f "$STATE/coslocal.pid"
+    echo "stopped; state kept in $STATE"
+    exit 0
+fi
+MNT="$(mkdir -p "$1" && cd "$1" && pwd)"
 BUCKET="${COSMOUNT_DEMO_BUCKET:-demo-1250000000}"
 PORT="${COSMOUNT_DEMO_PORT:-0}"
 mkdir -p "$STATE/data" "$STATE/staging"
@@ -38,8 +61,8 @@ fi
 command -v cargo >/dev/null || [ ! -x "$HOME/.cargo/bin/cargo" ] || export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "cargo missing: install a Rust toolchain (rustup) first" >&2; exit 1; }
 
-echo "==> building release binaries"
-cargo build --release --bins --quiet
+echo "==> building release binaries (cargo build --release; minutes the first time)"
+cargo build --release --bins
 BIN="$ROOT/target/release"
 
 # Secrets are generated once and never printed.
@@ -80,7 +103,7 @@ if grep -qs " $MNT fuse" /proc/mounts; then
     echo "==> $MNT is already mounted"
 else
     echo "==> mounting $BUCKET on $MNT (SSE-C)"
-    "$BIN/cosmount" "$BUCKET" "$MNT" -o "url=$URL,passwd_file=$STATE/passwd-cosfs,ca_file=$STATE/ca.pem,use_sse=custom:$STATE/ssec.key,staging_dir=$STATE/staging"
+    "$BIN/cosmount" "$BUCKET" "$MNT" -o "url=$URL,passwd_file=$STATE/passwd-cosfs,ca_file=$STATE/ca.pem,use_sse=custom:$STATE/ssec.key,staging_dir=$STATE/staging,logfile=$STATE/cosmount.log"
 fi
 
 cat <<INFO
@@ -91,7 +114,7 @@ cosmount demo is live.
 Try:
   echo hello > $MNT/hello.txt && ls -l $MNT && cat $MNT/hello.txt
   tail -f $STATE/requests.jsonl     # every COS request, with its SSE headers
+  cat $STATE/cosmount.log           # the mount's log (quiet while all is well)
 Stop:
-  fusermount3 -u $MNT
-  kill \$(cat $STATE/coslocal.pid)
+  $0 --stop $MNT     (state stays in $STATE)
 INFO

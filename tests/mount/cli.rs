@@ -485,3 +485,167 @@ fn install_script_stays_inside_destdir_and_uninstalls() {
     }
     assert_eq!(files, 0, "files left after --uninstall");
 }
+
+/// The unprivileged user the non-root test mounts as (tests/pjdfstest.rs's user).
+fn test_user() -> Option<(u32, u32)> {
+    let out = Command::new("getent")
+        .args(["passwd", "tests"])
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let f: Vec<&str> = line.trim().split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+/// Restores /dev/fuse's mode when dropped.
+struct DevFuseMode(u32);
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
+    }
+}
+
+/// Restores /etc/fuse.conf when dropped.
+struct FuseConfGuard(Option<Vec<u8>>);
+
+impl Drop for FuseConfGuard {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(b) => {
+                let _ = std::fs::write("/etc/fuse.conf", b);
+            }
+            None => {
+                let _ = std::fs::remove_file("/etc/fuse.conf");
+            }
+        }
+    }
+}
+
+/// A user without privileges mounts through the setuid fusermount3 (the daemon runs as
+/// that user): the mount works for them and refuses everyone else, root included;
+/// `allow_other` is refused with a message naming /etc/fuse.conf until
+/// `user_allow_other` is there, and then lets others in.
+#[test]
+fn unprivileged_user_mounts_through_fusermount3() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let Some(h) = Harness::start("cli-nonroot") else {
+        return;
+    };
+    let Some((uid, gid)) = test_user() else {
+        harness::require("user tests (scripts/test.sh creates it)", false);
+        return;
+    };
+    let _lock = SYSTEM_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    // The user's own directory: passwd file, staging, mount point; the CA file readable.
+    let home = h.path("user-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let passwd = home.join("passwd-cosfs");
+    write_private(
+        &passwd,
+        format!(
+            "{}:{}:{}\n",
+            h.cos.bucket, h.cos.secret_id, h.cos.secret_key
+        )
+        .as_bytes(),
+    );
+    let mnt = home.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    for p in [&home, &passwd, &mnt] {
+        chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(&h.cos.ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let opts = |extra: &str| {
+        format!(
+            "url={},passwd_file={},ca_file={},staging_dir={}{extra}",
+            h.cos.endpoint,
+            passwd.display(),
+            h.cos.ca.display(),
+            home.join("staging").display()
+        )
+    };
+    let as_user = |extra: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cosmount"));
+        c.arg(&h.cos.bucket)
+            .arg(&mnt)
+            .arg("-o")
+            .arg(opts(extra))
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("COSMOUNT_JOURNAL_SOCKET", "")
+            .env("COSMOUNT_SYSLOG_SOCKET", "")
+            // (std drops root's supplementary groups when it switches the uid.)
+            .uid(uid)
+            .gid(gid);
+        c
+    };
+    let unmount = || {
+        let _ = Command::new("fusermount3").arg("-u").arg(&mnt).status();
+        harness::wait_until(Duration::from_secs(10), || !is_mounted(&mnt))
+    };
+    let _guard = Unmounter(mnt.clone());
+    // Debian's udev makes /dev/fuse 0666 (fusermount3 opens it as the user); some
+    // containers leave it 0600.
+    let dev_mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
+    let _dev = DevFuseMode(dev_mode);
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let orig = std::fs::read("/etc/fuse.conf").ok();
+    let _restore = FuseConfGuard(orig.clone());
+    let without: String = String::from_utf8_lossy(orig.as_deref().unwrap_or(b""))
+        .lines()
+        .filter(|l| l.trim() != "user_allow_other")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write("/etc/fuse.conf", &without).unwrap();
+
+    // Plain: the user's mount, the user's files; root is kept out (FUSE's rule).
+    let (code, out) = run_with_deadline(as_user(""), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "non-root mount failed: {out}");
+    assert_eq!(mount_type(&mnt).as_deref(), Some("fuse.cosmount"));
+    let pid = find_daemon_pid(&mnt).expect("daemon");
+    let owner = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&owner),
+        uid,
+        "the daemon runs as the user"
+    );
+    let file = mnt.join("users-file.txt");
+    let mut w = Command::new("sh");
+    w.arg("-c")
+        .arg(format!(
+            "echo mine > '{}' && cat '{}'",
+            file.display(),
+            file.display()
+        ))
+        .uid(uid)
+        .gid(gid);
+    assert_eq!(run_ok(&mut w), "mine\n");
+    let denied = std::fs::metadata(&file).map(|_| ()).unwrap_err();
+    assert_eq!(
+        denied.raw_os_error(),
+        Some(libc::EACCES),
+        "root must be kept out"
+    );
+    assert!(unmount(), "fusermount3 -u");
+
+    // allow_other without user_allow_other: refused, saying what to change.
+    let (code, out) = run_with_deadline(as_user(",allow_other"), Duration::from_secs(60));
+    assert_ne!(
+        code,
+        Some(0),
+        "allow_other mounted without user_allow_other: {out}"
+    );
+    assert!(out.contains("user_allow_other"), "{out}");
+    assert!(!is_mounted(&mnt));
+
+    // With user_allow_other: others (root here) get in.
+    std::fs::write("/etc/fuse.conf", format!("{without}user_allow_other\n")).unwrap();
+    let (code, out) = run_with_deadline(as_user(",allow_other"), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "allow_other with user_allow_other: {out}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine\n");
+    assert!(unmount(), "fusermount3 -u");
+}
