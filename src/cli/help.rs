@@ -96,7 +96,7 @@ ENCRYPTION:
     use_sse=custom:FILE | use_sse=c:FILE | load_sse_c=FILE
                             SSE-C: FILE (mode 0600) holds keys, one per line, 32 raw bytes
                             or base64; the first encrypts, all are tried for reads;
-                            HTTPS only
+                            HTTPS only; SIGHUP reads the file again (key rotation)
     metrics_listen=ADDR:PORT
                             serve Prometheus metrics at http://ADDR:PORT/metrics
     incomplete_mpu_abort=all|AGE

@@ -15,6 +15,7 @@ use super::credentials::scrub_environment;
 use super::daemon::{fork_and_wait, sd_notify_ready, Forked, Notifier};
 use super::error::CliError;
 use super::help;
+use super::keyfile::load_key_file;
 use super::limits;
 use super::logging::{self, Destination};
 use super::settings::{resolve, Settings};
@@ -215,14 +216,18 @@ fn execute(mut s: Settings, notifier: Option<Arc<Mutex<Notifier>>>) -> Result<()
             }
         });
     }
-    let store = client.credentials().clone();
-    store.spawn_refresher(rt.handle());
+    client.credentials().spawn_refresher(rt.handle());
+    let (hup_client, key_file) = (client.clone(), s.ssec_key_file.clone());
     logging::spawn_signal_handlers(&rt, reopen, move || {
-        let store = store.clone();
+        let (client, key_file) = (hup_client.clone(), key_file.clone());
         async move {
-            // SIGHUP re-reads the passwd file (or asks the metadata service) too.
-            if store.is_refreshable() {
-                let _ = store.refresh("SIGHUP").await;
+            // SIGHUP re-reads the passwd file (or asks the metadata service) too,
+            if client.credentials().is_refreshable() {
+                let _ = client.credentials().refresh("SIGHUP").await;
+            }
+            // and the SSE-C key file: a rotated key takes effect without a remount.
+            if let Some(path) = key_file {
+                reload_key_file(client.sse(), &path);
             }
         }
     });
@@ -264,6 +269,26 @@ pub fn connect(
         CHECK_TIMEOUT,
     ))?;
     Ok(client)
+}
+
+/// Reads the SSE-C key file again into `policy` (SIGHUP); a file that cannot be used
+/// leaves the keys in force and says why.
+fn reload_key_file(policy: &crate::cos::SsePolicy, path: &std::path::Path) {
+    let outcome = load_key_file(path)
+        .map_err(|e| e.message)
+        .and_then(|keys| policy.reload_customer_keys(keys));
+    match outcome {
+        Ok(r) => tracing::info!(
+            keys = r.keys,
+            write_key_md5 = %r.write_key_md5,
+            write_key_changed = r.write_key_changed,
+            "SIGHUP: SSE-C key file {} read again", path.display()
+        ),
+        Err(e) => tracing::warn!(
+            "SIGHUP: SSE-C key file {} not reloaded, the keys in force stay: {e}",
+            path.display()
+        ),
+    }
 }
 
 /// Creates the filesystem over `client`, mounts it as `s` says and serves until

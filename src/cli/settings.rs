@@ -52,6 +52,8 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `incomplete_mpu_abort=`: abort older incomplete uploads under the prefix at mount.
     pub incomplete_mpu_abort: Option<std::time::Duration>,
+    /// The SSE-C key file (absolute), re-read on SIGHUP.
+    pub ssec_key_file: Option<PathBuf>,
     /// What to do when the mount-time SSE-C check finds an object no key opens.
     pub ssec_check: super::check::SsecCheck,
     /// `cam_role=ROLE`: the daemon fetches the first credentials from it, then refreshes.
@@ -112,6 +114,10 @@ pub fn resolve(m: &MountArgs) -> Result<Settings, CliError> {
         credentials_origin: conn.credentials_origin,
         role_source: conn.role_source,
         ssec_check: opts.ssec_check,
+        ssec_key_file: match &opts.sse {
+            SseRequest::Customer { key_file } => Some(absolute(key_file)?),
+            _ => None,
+        },
         incomplete_mpu_abort: opts.incomplete_mpu_abort,
         metrics_listen: opts.metrics_listen,
         warnings: conn.warnings,

@@ -208,13 +208,15 @@ impl MemStore {
                     key_id: key_id.clone(),
                 },
             ),
-            SseMode::Customer { keys } => (
-                names,
-                ReadKey::Customer(0),
-                Encryption::Customer {
-                    key_md5: keys[0].md5_b64().to_string(),
-                },
-            ),
+            SseMode::Customer { .. } => {
+                let rk = self.sse.write_read_key();
+                let key_md5 = self
+                    .sse
+                    .customer_key(rk)
+                    .map(|k| k.md5_b64().to_string())
+                    .unwrap_or_default();
+                (names, rk, Encryption::Customer { key_md5 })
+            }
         }
     }
 
@@ -591,10 +593,7 @@ impl ObjectClient for MemStore {
         let Some(up) = st.uploads.remove(&upload.0) else {
             return Err(err(op, key, 404, "NoSuchUpload"));
         };
-        let rk = match self.sse.mode() {
-            SseMode::Customer { .. } => ReadKey::Customer(0),
-            _ => ReadKey::Plain,
-        };
+        let rk = self.sse.write_read_key();
         let mut obj = self.new_object(&mut st, Bytes::from(data), &up.opts, up.sse_headers, rk);
         obj.etag = format!("{}-{}", obj.etag, parts.len());
         let (etag, crc) = (obj.etag.clone(), obj.crc64);

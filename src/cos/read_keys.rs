@@ -87,11 +87,7 @@ impl ReadKeys {
 
     /// The read key of objects this client creates under the policy.
     pub fn for_new_objects(policy: &SsePolicy) -> ReadKey {
-        if policy.uses_customer_keys() {
-            ReadKey::Customer(0)
-        } else {
-            ReadKey::Plain
-        }
+        policy.write_read_key()
     }
 
     /// The order to try keys for `key`: the remembered one first, then the rest of the

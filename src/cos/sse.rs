@@ -13,6 +13,7 @@ use super::op::{CosOp, KeyUse};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
 // Header names, in the case the SDKs send them (one list, shared with coslocal).
@@ -146,7 +147,8 @@ pub enum SseMode {
 pub enum ReadKey {
     /// Not SSE-C (plain, SSE-COS or SSE-KMS): no customer headers.
     Plain,
-    /// SSE-C with the key at this index of the history.
+    /// SSE-C with this key of the policy's key ring (append-only, so the number names
+    /// the same key for the life of the process, across key-file reloads).
     Customer(usize),
 }
 
@@ -170,10 +172,30 @@ impl std::fmt::Debug for SseHeader {
     }
 }
 
-/// The SSE policy. Cheap to clone.
+/// The SSE policy. Cheap to clone; clones share the SSE-C key history, so a reload
+/// (`reload_customer_keys`, on SIGHUP) reaches every holder at once.
 #[derive(Debug, Clone)]
 pub struct SsePolicy {
     mode: SseMode,
+    /// SSE-C only: every key ever loaded (append-only) and the current order.
+    keys: Option<Arc<RwLock<Arc<KeyHistory>>>>,
+}
+
+/// The customer keys: `ring` only grows, so a `ReadKey::Customer(i)` handed out before a
+/// reload still names the same key after it; `order` is the history of the key file now
+/// (its first entry encrypts writes).
+#[derive(Debug)]
+struct KeyHistory {
+    ring: Vec<CustomerKey>,
+    order: Vec<usize>,
+}
+
+/// What a key-file reload changed, for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyReload {
+    pub keys: usize,
+    pub write_key_md5: String,
+    pub write_key_changed: bool,
 }
 
 impl SsePolicy {
@@ -181,6 +203,7 @@ impl SsePolicy {
     pub fn none() -> SsePolicy {
         SsePolicy {
             mode: SseMode::None,
+            keys: None,
         }
     }
 
@@ -203,7 +226,72 @@ impl SsePolicy {
             }
             _ => {}
         }
-        Ok(SsePolicy { mode })
+        let keys = match &mode {
+            SseMode::Customer { keys } => Some(Arc::new(RwLock::new(Arc::new(KeyHistory {
+                ring: keys.clone(),
+                order: (0..keys.len()).collect(),
+            })))),
+            _ => None,
+        };
+        Ok(SsePolicy { mode, keys })
+    }
+
+    fn history(&self) -> Option<Arc<KeyHistory>> {
+        self.keys
+            .as_ref()
+            .map(|k| k.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Replaces the SSE-C key history with `keys` (a re-read key file): keys already
+    /// known keep their `ReadKey`, new ones are added to the ring, and `keys[0]` encrypts
+    /// writes from now on. Refused without SSE-C or without keys.
+    pub fn reload_customer_keys(&self, keys: Vec<CustomerKey>) -> Result<KeyReload, String> {
+        let Some(lock) = &self.keys else {
+            return Err("the mount does not use SSE-C".into());
+        };
+        if keys.is_empty() {
+            return Err("the key file holds no key".into());
+        }
+        let mut guard = lock.write().unwrap_or_else(|p| p.into_inner());
+        let old_write = guard.ring[guard.order[0]].md5_b64().to_string();
+        let mut ring = guard.ring.clone();
+        let mut order = Vec::with_capacity(keys.len());
+        for k in keys {
+            let i = match ring.iter().position(|r| r.md5_b64() == k.md5_b64()) {
+                Some(i) => i,
+                None => {
+                    ring.push(k);
+                    ring.len() - 1
+                }
+            };
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        let write_key_md5 = ring[order[0]].md5_b64().to_string();
+        let reload = KeyReload {
+            keys: order.len(),
+            write_key_changed: write_key_md5 != old_write,
+            write_key_md5,
+        };
+        *guard = Arc::new(KeyHistory { ring, order });
+        Ok(reload)
+    }
+
+    /// The read key of objects written now (the first key of the history), or Plain.
+    pub fn write_read_key(&self) -> ReadKey {
+        match self.history() {
+            Some(h) => ReadKey::Customer(h.order[0]),
+            None => ReadKey::Plain,
+        }
+    }
+
+    /// The key a `ReadKey` names (None for Plain or an unknown number).
+    pub fn customer_key(&self, rk: ReadKey) -> Option<CustomerKey> {
+        match rk {
+            ReadKey::Customer(i) => self.history()?.ring.get(i).cloned(),
+            ReadKey::Plain => None,
+        }
     }
 
     pub fn mode(&self) -> &SseMode {
@@ -226,20 +314,21 @@ impl SsePolicy {
         Ok(())
     }
 
-    /// The customer key history (empty unless SSE-C).
-    pub fn customer_keys(&self) -> &[CustomerKey] {
-        match &self.mode {
-            SseMode::Customer { keys } => keys,
-            _ => &[],
+    /// The customer key history now, write key first (empty unless SSE-C).
+    pub fn customer_keys(&self) -> Vec<CustomerKey> {
+        match self.history() {
+            Some(h) => h.order.iter().map(|&i| h.ring[i].clone()).collect(),
+            None => Vec::new(),
         }
     }
 
     /// The order in which to try keys when reading an object of unknown encryption:
     /// every key of the history in order, then no key (a plain object in the same bucket).
     pub fn read_candidates(&self) -> Vec<ReadKey> {
-        let mut v: Vec<ReadKey> = (0..self.customer_keys().len())
-            .map(ReadKey::Customer)
-            .collect();
+        let mut v: Vec<ReadKey> = match self.history() {
+            Some(h) => h.order.iter().map(|&i| ReadKey::Customer(i)).collect(),
+            None => Vec::new(),
+        };
         v.push(ReadKey::Plain);
         v
     }
@@ -285,16 +374,14 @@ impl SsePolicy {
     }
 
     fn push_write_customer(&self, h: &mut Vec<SseHeader>) {
-        if let Some(k) = self.customer_keys().first() {
-            push_triple(h, k, false);
+        if let Some(k) = self.customer_key(self.write_read_key()) {
+            push_triple(h, &k, false);
         }
     }
 
     fn push_customer(&self, h: &mut Vec<SseHeader>, read: ReadKey, source: bool) {
-        if let ReadKey::Customer(i) = read {
-            if let Some(k) = self.customer_keys().get(i) {
-                push_triple(h, k, source);
-            }
+        if let Some(k) = self.customer_key(read) {
+            push_triple(h, &k, source);
         }
     }
 
@@ -331,13 +418,23 @@ impl SsePolicy {
                 }
                 Ok(())
             }
-            SseMode::Customer { keys } => {
+            SseMode::Customer { .. } => {
                 let alg = get("x-cos-server-side-encryption-customer-algorithm");
                 let md5 = get("x-cos-server-side-encryption-customer-key-md5");
-                if alg.as_deref() != Some("AES256") || md5.as_deref() != Some(keys[0].md5_b64()) {
+                // The write key, or one it replaced: a key-file reload between sending and
+                // this answer changes the write key, and an object under a key this mount
+                // holds is still readable. Any other key, or none, is a failure.
+                let ring = self.history().map(|h| h.ring.clone()).unwrap_or_default();
+                let held = md5
+                    .as_deref()
+                    .is_some_and(|m| ring.iter().any(|k| k.md5_b64() == m));
+                if alg.as_deref() != Some("AES256") || !held {
+                    let want = self
+                        .customer_key(self.write_read_key())
+                        .map(|k| k.md5_b64().to_string())
+                        .unwrap_or_default();
                     return Err(format!(
-                        "asked for SSE-C with key MD5 {}, COS answered algorithm {alg:?} key MD5 {md5:?}",
-                        keys[0].md5_b64()
+                        "asked for SSE-C with key MD5 {want}, COS answered algorithm {alg:?} key MD5 {md5:?}"
                     ));
                 }
                 Ok(())
@@ -539,5 +636,43 @@ mod tests {
             "{dbg}"
         );
         assert!(!dbg.contains("0123456789ABCDEF"), "{dbg}");
+    }
+
+    #[test]
+    fn reloaded_keys_keep_their_numbers_and_the_first_writes() {
+        let k = |b: u8| CustomerKey::from_raw(&[b; 32]).unwrap();
+        let p = SsePolicy::new(SseMode::Customer { keys: vec![k(1)] }).unwrap();
+        let clone = p.clone();
+        assert_eq!(p.write_read_key(), ReadKey::Customer(0));
+        let r = p.reload_customer_keys(vec![k(2), k(1)]).unwrap();
+        assert_eq!((r.keys, r.write_key_changed), (2, true));
+        // Every clone sees it; the old key keeps its number, the new one is added.
+        assert_eq!(clone.write_read_key(), ReadKey::Customer(1));
+        assert_eq!(
+            clone.read_candidates(),
+            vec![ReadKey::Customer(1), ReadKey::Customer(0), ReadKey::Plain]
+        );
+        assert_eq!(
+            clone.customer_key(ReadKey::Customer(0)).unwrap().md5_b64(),
+            k(1).md5_b64()
+        );
+        let put = clone.headers_for(CosOp::PutObject, ReadKey::Plain);
+        assert!(put.iter().any(|h| h.value == k(2).md5_b64()), "{put:?}");
+        // The echo of the old write key is still one this mount holds.
+        let echo = |md5: String| {
+            move |n: &str| match n {
+                "x-cos-server-side-encryption-customer-algorithm" => Some("AES256".to_string()),
+                "x-cos-server-side-encryption-customer-key-md5" => Some(md5.clone()),
+                _ => None,
+            }
+        };
+        assert!(p
+            .check_echo(CosOp::PutObject, &echo(k(1).md5_b64().to_string()))
+            .is_ok());
+        assert!(p
+            .check_echo(CosOp::PutObject, &echo(k(3).md5_b64().to_string()))
+            .is_err());
+        assert!(p.reload_customer_keys(vec![]).is_err());
+        assert!(SsePolicy::none().reload_customer_keys(vec![k(1)]).is_err());
     }
 }

@@ -355,3 +355,56 @@ fn mount_time_check_names_an_object_no_key_opens() {
         "the log does not say the key is missing:\n{log}"
     );
 }
+
+/// SIGHUP re-reads the SSE-C key file: after the new key is put first, new writes use it
+/// (the SDK opens them with it, not with the old one), objects under the old key stay
+/// readable, and a key file that cannot be used leaves the keys in force.
+#[test]
+fn sighup_rotates_the_write_key_without_a_remount() {
+    let Some(h) = Harness::start("ssec-sighup") else {
+        return;
+    };
+    let Some(sdk) = h.sdk() else { return };
+    let keys = h.key_file("rotating", &[K1]);
+    let k1 = h.key_file("k1only", &[K1]);
+    let k2 = h.key_file("k2only", &[K2]);
+    let mut m = h.mount(MountOptions::sse(Sse::Customer(keys.clone())));
+    std::fs::write(m.path("before.txt"), b"under K1").unwrap();
+    // The new key first, the old one kept below it (the rotation the README describes).
+    std::fs::copy(h.key_file("both", &[K2, K1]), &keys).unwrap();
+    m.signal(libc::SIGHUP);
+    let rotated = harness::wait_until(Duration::from_secs(10), || {
+        std::fs::write(m.path("probe.txt"), b"p").is_ok() && sdk.get("probe.txt", Some(&k2)).is_ok()
+    });
+    assert!(
+        rotated,
+        "writes do not use the new key after SIGHUP; log:\n{}",
+        m.log_text()
+    );
+    std::fs::write(m.path("after.txt"), b"under K2").unwrap();
+    assert_eq!(
+        sdk.get("after.txt", Some(&k2)).expect("K2 opens it"),
+        b"under K2"
+    );
+    assert!(
+        sdk.get("after.txt", Some(&k1)).is_err(),
+        "written with the old key"
+    );
+    assert_eq!(std::fs::read(m.path("before.txt")).unwrap(), b"under K1");
+    // A broken key file: refused, the keys in force stay.
+    std::fs::write(&keys, b"not a key\n").unwrap();
+    m.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(m.path("still.txt"), b"still K2").unwrap();
+    assert_eq!(
+        sdk.get("still.txt", Some(&k2)).expect("K2 still writes"),
+        b"still K2"
+    );
+    m.unmount();
+    assert!(
+        m.log_text()
+            .contains("not reloaded, the keys in force stay"),
+        "{}",
+        m.log_text()
+    );
+}
