@@ -9,11 +9,17 @@
 #   3. `ls -l` of a directory of NFILES objects after a remount: time (target < 10 s) and
 #      requests (coslocal /stats, else request log);
 #   4. four parallel readers of different files (after a remount and a page-cache drop);
-#   5. peak RSS of the cosmount daemon over all of it (VmHWM, target: memory_limit + 64 MiB).
+#   5. random reads: RAND_READS 4 KiB preads at random offsets of a RAND_MIB file (after a
+#      remount and a page-cache drop): time, GETs and bytes fetched (issue 10's targets:
+#      <= 1.2x the file when it fits the cache, <= 128 KiB a read when it does not);
+#   6. rsync -a of SMALL_FILES 4 KiB files into the mount, then again after a remount:
+#      time and requests per file by operation (target: <= 4 a new file);
+#   7. peak RSS of the cosmount daemon over all of it (VmHWM, target: memory_limit + 64 MiB).
 # Prints a table and saves it to scripts/results/bench-<timestamp>[-quick].txt.
 # Usage: scripts/bench.sh [--quick]      (quick: 64 MiB file, 1000 objects)
 # Env: BENCH_SIZE_MIB, BENCH_NFILES, BENCH_REPEAT, BENCH_PART_MIB, BENCH_PARALLEL, BENCH_LATENCY_MS,
-# BENCH_MEMORY_MIB (the mount's memory_limit, default 256);
+# BENCH_MEMORY_MIB (the mount's memory_limit, default 256), BENCH_RAND_MIB, BENCH_RAND_READS,
+# BENCH_SMALL_FILES;
 # BENCH_KEEP=1 keeps the work dir (request log, daemon log) for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +34,9 @@ REPEAT=${BENCH_REPEAT:-$([ $QUICK = 1 ] && echo 1 || echo 3)}
 PARALLEL=${BENCH_PARALLEL:-8}
 LATENCY_MS=${BENCH_LATENCY_MS:-10}
 MEMORY_MIB=${BENCH_MEMORY_MIB:-256}
+RAND_MIB=${BENCH_RAND_MIB:-256}
+RAND_READS=${BENCH_RAND_READS:-$([ $QUICK = 1 ] && echo 1000 || echo 5000)}
+SMALL_FILES=${BENCH_SMALL_FILES:-$([ $QUICK = 1 ] && echo 200 || echo 1000)}
 BUCKET=bench-1250000000
 
 echo "==> building release binaries and the direct-transfer example"
@@ -190,6 +199,64 @@ LS_N=$(( $(wc -l < "$WORK/ls.out") - 1 ))
 LS_REQ=$((AFTER - BEFORE))
 umount_it
 
+# Requests since request-log line $1: "total op1 n1, op2 n2 ..." and GET bytes.
+ops_since() {
+    tail -n +"$(($1 + 1))" "$WORK/requests.jsonl" | python3 -c 'import json,sys,collections
+c=collections.Counter(); b=0
+for l in sys.stdin:
+    if not l.strip(): continue
+    e=json.loads(l); c[e["op"]]+=1
+    if e["op"]=="GetObject": b+=e.get("bytes_out") or 0
+print(sum(c.values()), b, ", ".join(f"{k} {v}" for k,v in c.most_common()))'
+}
+
+echo "==> random reads: ${RAND_READS} x 4 KiB over a ${RAND_MIB} MiB file"
+direct upload "random.bin" $((RAND_MIB * 1048576)) >/dev/null
+drop_caches
+mount_it
+LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
+T0=$(now)
+python3 - "$MNT/random.bin" "$RAND_READS" <<'PY'
+import os, random, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+r = random.Random(7)
+for _ in range(int(sys.argv[2])):
+    os.pread(fd, 4096, r.randrange(0, size - 4096) & ~4095)
+PY
+T1=$(now)
+track_peak
+RAND_T=$(elapsed "$T0" "$T1")
+read -r RAND_REQ RAND_BYTES RAND_OPS <<<"$(ops_since "$LOG_BEFORE")"
+umount_it
+
+echo "==> rsync -a of ${SMALL_FILES} small files, then again after a remount"
+mkdir -p "$WORK/small"
+python3 - "$WORK/small" "$SMALL_FILES" <<'PY'
+import os, sys
+for i in range(int(sys.argv[2])):
+    with open(os.path.join(sys.argv[1], f"f{i:05d}"), "wb") as f:
+        f.write(os.urandom(4096))
+PY
+mount_it
+LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
+T0=$(now)
+rsync -a "$WORK/small/" "$MNT/small/"
+T1=$(now)
+RS1_T=$(elapsed "$T0" "$T1")
+read -r RS1_REQ _ RS1_OPS <<<"$(ops_since "$LOG_BEFORE")"
+umount_it
+mount_it
+LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
+T0=$(now)
+rsync -a "$WORK/small/" "$MNT/small/"
+T1=$(now)
+RS2_T=$(elapsed "$T0" "$T1")
+read -r RS2_REQ _ RS2_OPS <<<"$(ops_since "$LOG_BEFORE")"
+track_peak
+umount_it
+per_file() { python3 -c "print(f'{$1 / $SMALL_FILES:.1f}')"; }
+
 W_RATIO=$(python3 -c "print(f'{$W_DIRECT / $W_MOUNT:.2f}')")
 R_RATIO=$(python3 -c "print(f'{$R_DIRECT / $R_MOUNT:.2f}')")
 PEAK_MIB=$((PEAK / 1024))
@@ -210,10 +277,16 @@ mkdir -p "$ROOT/scripts/results"
     printf '%-28s %9s MiB/s %7s MiB/s %10s %8s\n' "sequential read" "$(mibps "$SIZE_MIB" "$R_MOUNT")" "$(mibps "$SIZE_MIB" "$R_DIRECT")" "$R_RATIO" "$(verdict "$R_RATIO >= 0.8")"
     printf '%-28s %10ss %12s %10s %8s\n' "ls -l ($LS_N entries)" "$LS_T" "$LS_REQ req" "" "$(verdict "$LS_T < 10")"
     printf '%-28s %9s MiB/s %12s %10s %8s\n' "$PAR_N parallel readers" "$(mibps "$((SIZE_MIB * PAR_N))" "$PAR_T")" "" "" ""
+    printf '%-28s %10ss %12s %10s %8s\n' "random 4 KiB reads ($RAND_READS)" "$RAND_T" "$RAND_REQ req" "" ""
+    printf '%-28s %8s MiB %12s %10s %8s\n' "  fetched (file ${RAND_MIB} MiB)" "$((RAND_BYTES / 1048576))" "" "" ""
+    printf '%-28s %10ss %12s %10s %8s\n' "rsync -a $SMALL_FILES new files" "$RS1_T" "$RS1_REQ req" "$(per_file "$RS1_REQ")/file" "$(verdict "$RS1_REQ <= 4 * $SMALL_FILES")"
+    printf '%-28s %10ss %12s %10s %8s\n' "  again after a remount" "$RS2_T" "$RS2_REQ req" "$(per_file "$RS2_REQ")/file" ""
     printf '%-28s %8s MiB %12s %10s %8s\n' "peak RSS (VmHWM)" "$PEAK_MIB" "limit+64" "" "$(verdict "$PEAK_MIB <= $MEMORY_MIB + 64")"
     echo
     echo "raw seconds per round: write mount=[${W_MOUNT_ALL# }] direct=[${W_DIRECT_ALL# }];"
     echo "                       read mount=[${R_MOUNT_ALL# }] direct=[${R_DIRECT_ALL# }]"
     echo "ls -l requests by operation: $LS_OPS"
+    echo "random reads by operation: $RAND_OPS"
+    echo "rsync requests by operation: first run $RS1_OPS; second run $RS2_OPS"
 } | tee "$OUT"
 echo "saved to $OUT"

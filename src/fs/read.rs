@@ -7,8 +7,15 @@
 //! applies the SSE policy); fetches are spawned on the runtime and shared, so a read that
 //! needs a block already being prefetched waits for that request instead of sending a
 //! second one. Each handle keeps a window that starts at one block, doubles on every
-//! sequential read up to `max_prefetch` (and a quarter of the budget), and falls back to
-//! one block when a read jumps; at most `parallel_count` of a handle's fetches run at once.
+//! sequential read up to `max_prefetch` (and a quarter of the budget), and drops to no
+//! read-ahead when a read jumps. A jump into an object that fits in the cache fetches its
+//! blocks (their neighbours will likely be read); a jump into a bigger one fetches only
+//! the aligned 128 KiB around the read, straight into the reply and not into the cache,
+//! where it would be evicted unread (a random 4 KiB read costs 128 KiB, not a block and
+//! the next); at most `parallel_count` of a handle's fetches run at once. A handle that keeps jumping around an object that fits
+//! in a quarter of the budget gets the whole object fetched in large parallel requests
+//! instead: a database or an index read at random costs about its size once, not a
+//! round trip per read.
 //!
 //! Memory: a fetch pays for its buffer from the budget before it is sent (waiting, while
 //! the budget asks the cache to evict, if it is full); the buffer carries that
@@ -172,13 +179,18 @@ pub struct Reader<C: ObjectClient> {
     pub stats: ReadStats,
 }
 
-/// Largest read-ahead request, in blocks (8 MiB with 1 MiB blocks): fewer, larger GETs
-/// cost less per byte, while the window still spreads over several concurrent requests.
-const MAX_CHUNK_BLOCKS: u64 = 8;
+/// Largest read-ahead request: fewer, larger GETs cost less per byte, while the window
+/// still spreads over several concurrent requests.
+const MAX_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 /// Idle read-ahead run buffers kept for reuse.
 const POOL_IDLE_RUNS: usize = 4;
-/// Read-ahead window (blocks) after a first read at offset 0.
-const INITIAL_WINDOW_FROM_START: u64 = 4;
+/// Read-ahead window after a first read at offset 0.
+const INITIAL_WINDOW_FROM_START_BYTES: u64 = 4 * 1024 * 1024;
+/// Jumps after which a handle's object, if it fits, is fetched whole.
+const JUMPS_BEFORE_WHOLE_FETCH: u32 = 4;
+/// What a jump into an object bigger than the cache fetches: the read's range, aligned
+/// to this (a cached block would be evicted before it is read again).
+const JUMP_UNCACHED_ALIGN: u64 = 128 * 1024;
 
 /// Sequential-read detection, window and verification state of one handle.
 pub struct ReadState {
@@ -196,6 +208,10 @@ pub struct ReadState {
     /// A whole read of this handle did not match the object's CRC-64: every later read
     /// fails too.
     corrupt: Option<FsError>,
+    /// Non-sequential reads of this object version so far.
+    jumps: u32,
+    /// The whole object has been asked for (random access over an object that fits).
+    whole_requested: bool,
 }
 
 impl ReadState {
@@ -208,6 +224,8 @@ impl ReadState {
             permits: Arc::new(Semaphore::new(parallel_count.max(1))),
             verify: Verifier::default(),
             corrupt: None,
+            jumps: 0,
+            whole_requested: false,
         }
     }
 }
@@ -227,7 +245,7 @@ impl<C: ObjectClient> Reader<C> {
         // One handle's read-ahead never takes more than a quarter of the budget, and one
         // request never more than an eighth, so several readers always fit.
         let max_window = max_prefetch.min(budget.total() / 4);
-        let chunk_bytes = (MAX_CHUNK_BLOCKS * block_size).min((budget.total() / 8).max(block_size));
+        let chunk_bytes = MAX_CHUNK_BYTES.min((budget.total() / 8).max(block_size));
         let chunk_blocks = (chunk_bytes / block_size).max(1);
         Reader {
             client,
@@ -278,28 +296,47 @@ impl<C: ObjectClient> Reader<C> {
         let nblocks = obj.size.div_ceil(bs);
 
         // Decide, under the lock, which blocks to request; await them without it.
-        let (ahead, chunk, permits) = {
+        let (ahead, chunk, permits, whole, jumped) = {
             let mut p = rs.lock();
             if p.etag != obj.etag {
                 p.next_offset = 0;
                 p.window = 1;
                 p.requested_to = 0;
                 p.etag = obj.etag.clone();
+                p.jumps = 0;
+                p.whole_requested = false;
             }
             // The kernel's async readahead may deliver nearby reads out of order; count
-            // anything within the current window as sequential.
-            let slack = p.window * bs;
+            // anything within the current window as sequential. After a jump (no window)
+            // only a read right next to the last one is: random reads that land close
+            // together must not bring back whole blocks and read-ahead.
+            // Right after a jump, even a neighbouring read counts as random: only a second
+            // one in a row brings the blocks and the read-ahead back.
+            let after_jump = p.window == 0;
+            let slack = if p.window == 0 {
+                JUMP_UNCACHED_ALIGN
+            } else {
+                p.window * bs
+            };
             let sequential =
                 offset <= p.next_offset.saturating_add(slack) && offset + slack >= p.next_offset;
             if offset == 0 && p.next_offset == 0 {
                 // A first read from the start is most often a whole-file read: begin
                 // with a few blocks so the ramp-up costs one round trip, not several.
-                p.window = INITIAL_WINDOW_FROM_START.min(self.max_window_blocks);
+                p.window = (INITIAL_WINDOW_FROM_START_BYTES / bs).clamp(1, self.max_window_blocks);
             } else if sequential && offset > 0 {
-                p.window = (p.window * 2).min(self.max_window_blocks);
+                p.window = (p.window * 2).clamp(1, self.max_window_blocks);
             } else if !sequential {
-                p.window = 1;
+                // A jump: no read-ahead until the reads run on again.
+                p.window = 0;
                 p.requested_to = first;
+                p.jumps = p.jumps.saturating_add(1);
+            }
+            let whole = !p.whole_requested
+                && p.jumps >= JUMPS_BEFORE_WHOLE_FETCH
+                && obj.size <= self.cache.capacity / 4;
+            if whole {
+                p.whole_requested = true;
             }
             p.next_offset = p.next_offset.max(end);
             if !sequential {
@@ -314,19 +351,41 @@ impl<C: ObjectClient> Reader<C> {
                 .clamp(1, self.chunk_blocks());
             let from = p.requested_to.max(last + 1);
             let to = (last + 1 + p.window).min(nblocks);
-            let ahead = if to >= from + chunk || (to == nblocks && to > from) {
+            let ahead = if p.window > 0 && (to >= from + chunk || (to == nblocks && to > from)) {
                 p.requested_to = to;
                 from..to
             } else {
                 from..from
             };
-            (ahead, chunk, p.permits.clone())
+            (
+                ahead,
+                chunk,
+                p.permits.clone(),
+                whole,
+                !sequential || after_jump,
+            )
         };
 
         // Missing demand blocks go out first (one request), then the read-ahead.
         let demand = first..last + 1;
+        if jumped
+            && obj.size > self.cache.capacity
+            && demand
+                .clone()
+                .any(|i| !self.cache.contains(&Self::key(obj, i)))
+        {
+            let lo = offset / JUMP_UNCACHED_ALIGN * JUMP_UNCACHED_ALIGN;
+            let hi = (end.div_ceil(JUMP_UNCACHED_ALIGN) * JUMP_UNCACHED_ALIGN).min(obj.size);
+            let data = self.fetch_uncached(obj, lo..hi).await?;
+            let (a, b) = ((offset - lo) as usize, (end - lo) as usize);
+            return Ok(data.slice(a.min(data.len())..b.min(data.len())));
+        }
         self.fetch_missing(obj, demand.clone(), demand.end - demand.start, &permits);
         self.fetch_missing(obj, ahead, chunk, &permits);
+        if whole {
+            // Random access over an object that fits: all of it, in large requests.
+            self.fetch_missing(obj, 0..nblocks, self.chunk_blocks(), &permits);
+        }
         let mut blocks = Vec::with_capacity(demand.clone().count());
         for i in demand.clone() {
             blocks.push((i, self.block(obj, i, &permits).await?));
@@ -515,6 +574,40 @@ impl<C: ObjectClient> Reader<C> {
     }
 
     /// One ranged GET for the blocks `run`, split into blocks with their CRC-64.
+    /// One ranged GET of `range`, answered as it is, not cached nor verified (a part of
+    /// an object; whole reads go through blocks). Paid for from the budget.
+    async fn fetch_uncached(
+        &self,
+        obj: &ObjectVersion,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, FsError> {
+        let want = range.end - range.start;
+        let mut buf = self.pool.take(want as usize).await;
+        let req = GetRequest::from(Some(range)).if_match(&obj.etag);
+        let resp = self.client.get(&obj.key, req).await.map_err(|e| {
+            if e.kind == CosErrorKind::PreconditionFailed {
+                fs_err(FsErrorKind::Stale, format!("{} changed: {e}", obj.key))
+            } else {
+                FsError::from(e)
+            }
+        })?;
+        let mut stream = resp.body;
+        while let Some(chunk) = stream.next().await {
+            buf.data.extend_from_slice(&chunk?);
+        }
+        if (buf.data.len() as u64) != want {
+            return Err(fs_err(
+                FsErrorKind::Cos(CosErrorKind::Transport),
+                format!(
+                    "{}: body of {} bytes for a range of {want}",
+                    obj.key,
+                    buf.data.len()
+                ),
+            ));
+        }
+        Ok(self.pool.freeze(buf))
+    }
+
     async fn fetch_run(
         &self,
         obj: &ObjectVersion,

@@ -257,6 +257,66 @@ async fn reads_use_cache_and_a_growing_prefetch_window() {
     fs.release(fh).await.unwrap();
 }
 
+/// Random 4 KiB reads (issue 10): over an object bigger than the cache each read fetches
+/// its aligned 128 KiB (not a 1 MiB block and the next); over one that fits, the handle
+/// that keeps jumping gets the whole object in large requests, about its size once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_reads_fetch_little_or_the_whole_object_once() {
+    const KIB: u64 = 1024;
+    // 1 MiB blocks, as the default.
+    let (s, fs, _d) = setup_with(MemStore::default(), |c| c.memory_budget = 16 * MIB);
+    let mut rng = 12345u64;
+    let mut next = |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    // Bigger than the budget: at most one 128 KiB block per 4 KiB read.
+    let big = data(48 * MIB as usize);
+    s.insert("big.bin", big.clone(), &[]);
+    let e = fs.lookup(ROOT_INO, "big.bin").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    s.reset_counts();
+    const READS: u64 = 200;
+    for _ in 0..READS {
+        let off = next(48 * MIB / 4096) * 4096;
+        let b = fs.read(fh, off, 4096).await.unwrap();
+        assert_eq!(&b[..], &big[off as usize..off as usize + 4096]);
+    }
+    let fetched = s.get_bytes();
+    assert!(
+        fetched <= READS * 128 * KIB,
+        "{} KiB fetched for {READS} random 4 KiB reads",
+        fetched / KIB
+    );
+    fs.release(fh).await.unwrap();
+
+    // Fits in a quarter of the budget: fetched whole, about once.
+    let small = data(4 * MIB as usize);
+    s.insert("small.bin", small.clone(), &[]);
+    let e = fs.lookup(ROOT_INO, "small.bin").await.unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).await.unwrap();
+    s.reset_counts();
+    for _ in 0..READS {
+        let off = next(4 * MIB / 4096) * 4096;
+        let b = fs.read(fh, off, 4096).await.unwrap();
+        assert_eq!(&b[..], &small[off as usize..off as usize + 4096]);
+    }
+    let fetched = s.get_bytes();
+    assert!(
+        fetched <= 4 * MIB * 12 / 10,
+        "{} KiB fetched for a 4 MiB object read at random",
+        fetched / KIB
+    );
+    let gets = s.count(CosOp::GetObject);
+    assert!(
+        gets <= 8,
+        "{gets} GETs: the whole object should come in large requests"
+    );
+    fs.release(fh).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_object_is_never_served_from_stale_blocks() {
     let (s, fs, _d) = setup_with(MemStore::default(), |c| {
