@@ -272,8 +272,6 @@ pub fn fs_config(prefix: &str, opts: &Options) -> Result<FsConfig, CliError> {
     }
     if let Some(v) = opts.stat_cache_expire {
         f.stat_ttl = v;
-        // Negative entries (and what a listing says is absent) never outlive it either.
-        f.negative_ttl = f.negative_ttl.min(v);
     }
     if let Some(v) = opts.multipart_size {
         f.part_size = v;

@@ -41,13 +41,61 @@ impl<C: ObjectClient> CosFs<C> {
                 kind: FileKind::Directory,
             },
         ];
+        let mut to_head: Vec<(String, String, bool)> = Vec::new();
         let mut seen = HashSet::new();
-        let to_head = {
+        {
             let mut t = self.inner.table.lock();
-            let (listed, heads) =
-                self.record_listing(&mut t, ino, &prefix, &objects, &prefixes, &mut seen, now);
-            entries.extend(listed);
-            t.set_listed(ino, now);
+            for cp in &prefixes {
+                let name = cp[prefix.len()..].trim_end_matches('/');
+                if check_name(name).is_err() || !seen.insert(name.to_string()) {
+                    continue;
+                }
+                let ino = t.upsert_listed(ino, name, self.found_implicit_dir(), now);
+                if let Some(c) = t.get(ino) {
+                    if !c.fresh(now) {
+                        to_head.push((name.to_string(), format!("{prefix}{name}"), true));
+                    }
+                    entries.push(DirEntry {
+                        ino,
+                        name: name.to_string(),
+                        kind: c.meta.kind,
+                    });
+                }
+            }
+            for o in &objects {
+                let name = &o.key[prefix.len()..];
+                // The marker of the directory itself, and names a path cannot carry.
+                if name.is_empty() || check_name(name).is_err() || seen.contains(name) {
+                    continue;
+                }
+                seen.insert(name.to_string());
+                let f = Found {
+                    meta: attr::meta_from(
+                        &BTreeMap::new(),
+                        None,
+                        &o.key,
+                        o.last_modified,
+                        &self.inner.defaults,
+                    ),
+                    size: o.size,
+                    etag: Some(o.etag.clone()),
+                    crc64: None,
+                    content_type: None,
+                    user_meta: BTreeMap::new(),
+                    has_marker: false,
+                };
+                let cino = t.upsert_listed(ino, name, f, now);
+                if let Some(c) = t.get(cino) {
+                    if !c.fresh(now) {
+                        to_head.push((name.to_string(), o.key.clone(), false));
+                    }
+                    entries.push(DirEntry {
+                        ino: cino,
+                        name: name.to_string(),
+                        kind: c.meta.kind,
+                    });
+                }
+            }
             // Files being written here that the bucket does not show yet.
             for cino in t.local_children(ino) {
                 if let Some(c) = t.get(cino) {
@@ -60,110 +108,9 @@ impl<C: ObjectClient> CosFs<C> {
                     }
                 }
             }
-            heads
-        };
+        }
         self.prefetch_attrs(ino, to_head);
         Ok(self.register_dir(entries))
-    }
-
-    /// Records one listing of directory `ino` (keys under `prefix`) in the table, and
-    /// returns its entries and the names whose attributes are stale (for background
-    /// HEADs). `seen` collects the names, so a name listed twice counts once.
-    #[allow(clippy::too_many_arguments)]
-    fn record_listing(
-        &self,
-        t: &mut super::inode::InodeTable,
-        ino: u64,
-        prefix: &str,
-        objects: &[crate::cos::ListEntry],
-        prefixes: &[String],
-        seen: &mut HashSet<String>,
-        now: Instant,
-    ) -> (Vec<DirEntry>, Vec<(String, String, bool)>) {
-        let mut entries = Vec::new();
-        let mut to_head: Vec<(String, String, bool)> = Vec::new();
-        for cp in prefixes {
-            let name = cp[prefix.len()..].trim_end_matches('/');
-            if check_name(name).is_err() || !seen.insert(name.to_string()) {
-                continue;
-            }
-            let cino = t.upsert_listed(ino, name, self.found_implicit_dir(), now);
-            if let Some(c) = t.get(cino) {
-                if !c.fresh(now) {
-                    to_head.push((name.to_string(), format!("{prefix}{name}"), true));
-                }
-                entries.push(DirEntry {
-                    ino: cino,
-                    name: name.to_string(),
-                    kind: c.meta.kind,
-                });
-            }
-        }
-        for o in objects {
-            let name = &o.key[prefix.len()..];
-            // The marker of the directory itself, and names a path cannot carry.
-            if name.is_empty() || check_name(name).is_err() || seen.contains(name) {
-                continue;
-            }
-            seen.insert(name.to_string());
-            let f = Found {
-                meta: attr::meta_from(
-                    &BTreeMap::new(),
-                    None,
-                    &o.key,
-                    o.last_modified,
-                    &self.inner.defaults,
-                ),
-                size: o.size,
-                etag: Some(o.etag.clone()),
-                crc64: None,
-                content_type: None,
-                user_meta: BTreeMap::new(),
-                has_marker: false,
-            };
-            let cino = t.upsert_listed(ino, name, f, now);
-            if let Some(c) = t.get(cino) {
-                if !c.fresh(now) {
-                    to_head.push((name.to_string(), o.key.clone(), false));
-                }
-                entries.push(DirEntry {
-                    ino: cino,
-                    name: name.to_string(),
-                    kind: c.meta.kind,
-                });
-            }
-        }
-        (entries, to_head)
-    }
-
-    /// Lists directory `ino` in one page to answer a lookup of a name it may not hold:
-    /// true when the listing was complete (then recorded, so every name it lacks is
-    /// absent for the negative-cache time); a bigger directory is marked too big.
-    pub(super) async fn list_for_lookup(&self, ino: u64) -> Result<bool, FsError> {
-        let prefix = self.key_of(ino)?;
-        let page = self
-            .inner
-            .client
-            .list(&prefix, Some("/"), None, PAGE)
-            .await?;
-        let now = Instant::now();
-        let mut t = self.inner.table.lock();
-        if page.next_marker.is_some() {
-            t.set_too_big(ino, now);
-            return Ok(false);
-        }
-        let mut seen = HashSet::new();
-        self.record_listing(
-            &mut t,
-            ino,
-            &prefix,
-            &page.objects,
-            &page.common_prefixes,
-            &mut seen,
-            now,
-        );
-        t.set_listed(ino, now);
-        Ok(true)
     }
 
     /// Fetches attributes of listed entries with bounded concurrent HEADs, so the

@@ -170,27 +170,12 @@ impl Inode {
     }
 }
 
-/// What a directory's last listing says about names the table does not hold.
-#[derive(Debug, Clone, Copy)]
-enum Listed {
-    /// Every child was recorded: any other name is absent, until then.
-    Complete(Instant),
-    /// More than one page: do not try listing it for a lookup again until then.
-    TooBig(Instant),
-}
-
-/// How long a too-big directory is not listed again to answer a lookup.
-const TOO_BIG_TTL: Duration = Duration::from_secs(60);
-
 /// The table.
 #[derive(Debug)]
 pub struct InodeTable {
     inodes: HashMap<u64, Inode>,
     children: HashMap<(u64, String), u64>,
     negative: HashMap<(u64, String), Instant>,
-    /// Directories whose whole listing was recorded (until the instant), so a name the
-    /// table does not hold is absent there; or that were too big to list in one page.
-    listed: HashMap<u64, Listed>,
     next_ino: u64,
     next_generation: u64,
     /// Mount prefix: "" or ending in '/'.
@@ -229,7 +214,6 @@ impl InodeTable {
             inodes,
             children: HashMap::new(),
             negative: HashMap::new(),
-            listed: HashMap::new(),
             next_ino: ROOT_INO + 1,
             next_generation: 2,
             prefix,
@@ -447,7 +431,6 @@ impl InodeTable {
 
     /// Marks attributes stale so the next lookup asks the bucket.
     pub fn invalidate(&mut self, ino: u64) {
-        self.listed.remove(&ino);
         if let Some(n) = self.inodes.get_mut(&ino) {
             if !n.local && n.ino != ROOT_INO {
                 n.expires = Instant::now();
@@ -520,39 +503,6 @@ impl InodeTable {
             .insert((parent, name.to_string()), now + self.negative_ttl);
     }
 
-    /// Every child of `dir` has just been recorded from a complete listing: names the
-    /// table does not hold are absent there for the negative-cache time (this mount's own
-    /// changes keep the table in step; other clients' show after it).
-    pub fn set_listed(&mut self, dir: u64, now: Instant) {
-        if !self.negative_ttl.is_zero() {
-            self.listed
-                .insert(dir, Listed::Complete(now + self.negative_ttl));
-        }
-    }
-
-    /// `dir` holds more than one listing page: lookups do not list it for a while.
-    pub fn set_too_big(&mut self, dir: u64, now: Instant) {
-        self.listed.insert(dir, Listed::TooBig(now + TOO_BIG_TTL));
-    }
-
-    /// Whether a complete listing of `dir` says that a name the table lacks is absent.
-    pub fn listing_says_absent(&self, dir: u64, now: Instant) -> bool {
-        matches!(self.listed.get(&dir), Some(Listed::Complete(t)) if now < *t)
-    }
-
-    /// Whether listing `dir` to answer a lookup is worth a try (not listed completely
-    /// just now, not known to be too big).
-    pub fn worth_listing(&self, dir: u64, now: Instant) -> bool {
-        // Without a negative cache a listing would answer only this one lookup.
-        if self.negative_ttl.is_zero() {
-            return false;
-        }
-        match self.listed.get(&dir) {
-            Some(Listed::Complete(t) | Listed::TooBig(t)) => now >= *t,
-            None => true,
-        }
-    }
-
     pub fn is_negative(&self, parent: u64, name: &str, now: Instant) -> bool {
         self.negative
             .get(&(parent, name.to_string()))
@@ -596,9 +546,6 @@ impl InodeTable {
         for (p, name) in dead {
             self.detach(p, &name);
         }
-        // Listed children may be gone from the table now: a listing no longer says that
-        // a missing name is absent.
-        self.listed.clear();
     }
 }
 

@@ -1,10 +1,7 @@
 //! Name resolution and attributes: `lookup`, `forget`, `getattr`, and how a name
 //! missing from the inode table is found in the bucket (HEAD `key` + LIST `key/`,
 //! directories winning over same-named objects), waiting for any background attribute
-//! HEAD already under way. A name in a directory this mount has not listed lately first
-//! lists that directory (one page): its absence is then known without a request, for
-//! this and the next names (rsync's new files and their temporary names), and a listed
-//! object needs only its HEAD.
+//! HEAD already under way.
 
 use super::error::fs_err;
 use super::inode::{Found, Inode, ROOT_INO};
@@ -59,26 +56,12 @@ impl<C: ObjectClient> CosFs<C> {
                 if n.fresh(now) {
                     return Ok(n.clone());
                 }
-            } else if t.is_negative(parent, name, now) || t.listing_says_absent(parent, now) {
+            } else if t.is_negative(parent, name, now) {
                 return Err(not_found(name.to_string()));
             }
             t.child_key(parent, name)
                 .ok_or_else(|| not_found(format!("inode {parent}")))?
         };
-        // A name this mount has not seen, in a directory not listed lately: one listing
-        // page of the directory answers this lookup and the next ones (rsync looks up
-        // each new name and its temporary name before creating them). A directory of
-        // more than a page is not listed for this again for a while.
-        let unknown = {
-            let t = self.inner.table.lock();
-            t.child(parent, name).is_none() && t.worth_listing(parent, Instant::now())
-        };
-        if unknown && self.list_for_lookup(parent).await? {
-            let t = self.inner.table.lock();
-            if t.child(parent, name).is_none() {
-                return Err(not_found(key));
-            }
-        }
         check_key(&key)?;
         let pending = self.inner.pending_heads.lock().get(&key).cloned();
         if let Some(p) = pending {
@@ -94,19 +77,7 @@ impl<C: ObjectClient> CosFs<C> {
                 }
             }
         }
-        // A child a complete listing just showed as an object (no `name/` prefix beside
-        // it) needs only its HEAD for the attributes the listing lacks.
-        let listed_object = {
-            let t = self.inner.table.lock();
-            t.listing_says_absent(parent, Instant::now())
-                && t.child(parent, name)
-                    .is_some_and(|n| !n.local && n.meta.kind != FileKind::Directory)
-        };
-        let found = if listed_object {
-            self.lookup_object(&key).await?
-        } else {
-            self.lookup_remote(&key).await?
-        };
+        let found = self.lookup_remote(&key).await?;
         let now = Instant::now();
         let mut t = self.inner.table.lock();
         match found {
@@ -152,20 +123,6 @@ impl<C: ObjectClient> CosFs<C> {
             }
             return Ok(Some(self.found_implicit_dir()));
         }
-        self.found_object(head)
-    }
-
-    /// HEAD `key` only: for a name a complete listing showed as an object.
-    async fn lookup_object(&self, key: &str) -> Result<Option<Found>, FsError> {
-        let head = self.inner.client.head(key).await;
-        self.found_object(head)
-    }
-
-    /// What a HEAD of a file's key says.
-    fn found_object(
-        &self,
-        head: Result<ObjectMeta, crate::cos::CosError>,
-    ) -> Result<Option<Found>, FsError> {
         match head {
             Ok(m) => {
                 let meta = attr::meta_from_object(&m, &self.inner.defaults);

@@ -26,9 +26,6 @@ fn config(dir: &tempfile::TempDir) -> FsConfig {
         memory_budget: 64 * MIB,
         uid: 1000,
         gid: 1000,
-        // These tests put objects in the store as another client would, and look them
-        // up at once: no negative caching (the test of it sets its own).
-        negative_ttl: Duration::ZERO,
         ..FsConfig::default()
     }
 }
@@ -81,9 +78,7 @@ async fn names(fs: &CosFs<MemStore>, ino: u64) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_maps_objects_markers_and_prefixes() {
-    let (s, fs, _d) = setup_with(MemStore::default(), |c| {
-        c.negative_ttl = Duration::from_secs(5);
-    });
+    let (s, fs, _d) = setup();
     s.insert("file.txt", "hello", &[]);
     s.insert("marked/", "", &[("mode", "16832")]); // S_IFDIR | 0700
     s.insert("implicit/a/b", "x", &[]);
@@ -134,57 +129,6 @@ async fn prefix_mount_and_caches_expire() {
     let a = fs.lookup(ROOT_INO, "a").await.unwrap();
     assert_eq!(a.attr.size, 3);
     assert_eq!(fs.getattr(a.attr.ino).await.unwrap().size, 3);
-}
-
-/// A lookup of a name this mount has not seen lists the directory once (one page): the
-/// names it lacks are then absent without a request for the negative-cache time (rsync
-/// looks up each new file and its temporary name), a listed object costs only its HEAD,
-/// and names other clients add show once that time is over.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_listing_answers_lookups_of_missing_names() {
-    let (s, fs, _d) = setup_with(MemStore::default(), |c| {
-        c.negative_ttl = Duration::from_millis(300);
-        c.stat_ttl = Duration::from_millis(300);
-    });
-    s.insert("d/a", "1", &[]);
-    s.insert("d/b", "22", &[]);
-    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
-    s.reset_counts();
-    assert!(fs
-        .lookup(d.attr.ino, "new")
-        .await
-        .unwrap_err()
-        .is_not_found());
-    assert_eq!(s.count(CosOp::ListObjects), 1, "one listing page");
-    assert_eq!(s.count(CosOp::HeadObject), 0);
-    assert!(fs
-        .lookup(d.attr.ino, ".new.XXXXXX")
-        .await
-        .unwrap_err()
-        .is_not_found());
-    assert_eq!(s.total_count(), 1, "the second missing name costs nothing");
-    let b = fs.lookup(d.attr.ino, "b").await.unwrap();
-    assert_eq!(b.attr.size, 2);
-    assert_eq!(
-        (s.count(CosOp::HeadObject), s.count(CosOp::ListObjects)),
-        (1, 1),
-        "a listed object needs only its HEAD"
-    );
-    // Created here: in the table, found at once.
-    let (e, fh) = fs
-        .create(d.attr.ino, "mine", 0o644, 0, libc::O_WRONLY, ME)
-        .await
-        .unwrap();
-    fs.release(fh).await.unwrap();
-    assert_eq!(
-        fs.lookup(d.attr.ino, "mine").await.unwrap().attr.ino,
-        e.attr.ino
-    );
-    // Another client's new name shows after the negative-cache time.
-    s.insert("d/theirs", "333", &[]);
-    assert!(fs.lookup(d.attr.ino, "theirs").await.is_err());
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(fs.lookup(d.attr.ino, "theirs").await.unwrap().attr.size, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
