@@ -238,23 +238,23 @@ for i in range(int(sys.argv[2])):
     with open(os.path.join(sys.argv[1], f"f{i:05d}"), "wb") as f:
         f.write(os.urandom(4096))
 PY
-mount_it
-LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
-T0=$(now)
-rsync -a "$WORK/small/" "$MNT/small/"
-T1=$(now)
-RS1_T=$(elapsed "$T0" "$T1")
-read -r RS1_REQ _ RS1_OPS <<<"$(ops_since "$LOG_BEFORE")"
-umount_it
-mount_it
-LOG_BEFORE=$(wc -l < "$WORK/requests.jsonl")
-T0=$(now)
-rsync -a "$WORK/small/" "$MNT/small/"
-T1=$(now)
-RS2_T=$(elapsed "$T0" "$T1")
-read -r RS2_REQ _ RS2_OPS <<<"$(ops_since "$LOG_BEFORE")"
-track_peak
-umount_it
+# One rsync on a fresh mount; sets ${1}_T (seconds), ${1}_REQ and ${1}_OPS.
+rsync_round() {
+    mount_it
+    local log_before t0 t1 req ops
+    log_before=$(wc -l < "$WORK/requests.jsonl")
+    t0=$(now)
+    rsync -a "$WORK/small/" "$MNT/small/"
+    t1=$(now)
+    read -r req _ ops <<<"$(ops_since "$log_before")"
+    track_peak
+    umount_it
+    printf -v "${1}_T" '%s' "$(elapsed "$t0" "$t1")"
+    printf -v "${1}_REQ" '%s' "$req"
+    printf -v "${1}_OPS" '%s' "$ops"
+}
+rsync_round RS1
+rsync_round RS2
 per_file() { python3 -c "print(f'{$1 / $SMALL_FILES:.1f}')"; }
 
 W_RATIO=$(python3 -c "print(f'{$W_DIRECT / $W_MOUNT:.2f}')")

@@ -38,6 +38,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// A body of `got` bytes where the range asked for `want` is a cut transfer.
+fn check_body_len(obj: &ObjectVersion, got: usize, want: u64) -> Result<(), FsError> {
+    if got as u64 == want {
+        return Ok(());
+    }
+    Err(fs_err(
+        FsErrorKind::Cos(CosErrorKind::Transport),
+        format!("{}: body of {got} bytes for a range of {want}", obj.key),
+    ))
+}
+
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockKey {
@@ -573,7 +584,6 @@ impl<C: ObjectClient> Reader<C> {
         ))
     }
 
-    /// One ranged GET for the blocks `run`, split into blocks with their CRC-64.
     /// One ranged GET of `range`, answered as it is, not cached nor verified (a part of
     /// an object; whole reads go through blocks). Paid for from the budget.
     async fn fetch_uncached(
@@ -584,30 +594,32 @@ impl<C: ObjectClient> Reader<C> {
         let want = range.end - range.start;
         let mut buf = self.pool.take(want as usize).await;
         let req = GetRequest::from(Some(range)).if_match(&obj.etag);
-        let resp = self.client.get(&obj.key, req).await.map_err(|e| {
+        let resp = self.get_pinned(obj, req).await?;
+        let mut stream = resp.body;
+        while let Some(chunk) = stream.next().await {
+            buf.data.extend_from_slice(&chunk?);
+        }
+        check_body_len(obj, buf.data.len(), want)?;
+        Ok(self.pool.freeze(buf))
+    }
+
+    /// A GET of `req` pinned to the version the handle reads: a changed object is 412,
+    /// answered ESTALE.
+    async fn get_pinned(
+        &self,
+        obj: &ObjectVersion,
+        req: GetRequest,
+    ) -> Result<crate::cos::GetResponse, FsError> {
+        self.client.get(&obj.key, req).await.map_err(|e| {
             if e.kind == CosErrorKind::PreconditionFailed {
                 fs_err(FsErrorKind::Stale, format!("{} changed: {e}", obj.key))
             } else {
                 FsError::from(e)
             }
-        })?;
-        let mut stream = resp.body;
-        while let Some(chunk) = stream.next().await {
-            buf.data.extend_from_slice(&chunk?);
-        }
-        if (buf.data.len() as u64) != want {
-            return Err(fs_err(
-                FsErrorKind::Cos(CosErrorKind::Transport),
-                format!(
-                    "{}: body of {} bytes for a range of {want}",
-                    obj.key,
-                    buf.data.len()
-                ),
-            ));
-        }
-        Ok(self.pool.freeze(buf))
+        })
     }
 
+    /// One ranged GET for the blocks `run`, split into blocks with their CRC-64.
     async fn fetch_run(
         &self,
         obj: &ObjectVersion,
@@ -621,13 +633,7 @@ impl<C: ObjectClient> Reader<C> {
         let mut buf = self.pool.take(want as usize).await;
         // Pinned to the version the handle reads: a changed object is 412 (ESTALE).
         let req = GetRequest::from(Some(start..end)).if_match(&obj.etag);
-        let resp = self.client.get(&obj.key, req).await.map_err(|e| {
-            if e.kind == CosErrorKind::PreconditionFailed {
-                fs_err(FsErrorKind::Stale, format!("{} changed: {e}", obj.key))
-            } else {
-                FsError::from(e)
-            }
-        })?;
+        let resp = self.get_pinned(obj, req).await?;
         let object_crc = resp.meta.crc64;
         let mut stream = resp.body;
         // Each block's CRC-64 is computed as its bytes arrive (while they are in the CPU's
@@ -653,16 +659,7 @@ impl<C: ObjectClient> Reader<C> {
         if in_block > 0 {
             crcs.push(digest.finish());
         }
-        if (buf.data.len() as u64) != want {
-            return Err(fs_err(
-                FsErrorKind::Cos(CosErrorKind::Transport),
-                format!(
-                    "{}: body of {} bytes for a range of {want}",
-                    obj.key,
-                    buf.data.len()
-                ),
-            ));
-        }
+        check_body_len(obj, buf.data.len(), want)?;
         let body = self.pool.freeze(buf);
         Ok(crcs
             .into_iter()

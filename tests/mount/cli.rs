@@ -426,6 +426,22 @@ fn deb_installs_mounts_and_purges_cleanly() {
     assert!(left.is_empty(), "left after purge: {left:?}");
 }
 
+/// Every file (not directory) under `root`, as paths relative to it.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                all.push(e.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    all
+}
+
 /// install.sh honours DESTDIR and PREFIX, writes nothing outside them, and --uninstall
 /// removes what it installed.
 #[test]
@@ -440,17 +456,7 @@ fn install_script_stays_inside_destdir_and_uninstalls() {
             .arg("--prefix=/opt/cm")
             .env("DESTDIR", &dest),
     );
-    let mut all = Vec::new();
-    let mut stack = vec![dest.clone()];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                all.push(e.path().strip_prefix(&dest).unwrap().display().to_string());
-            }
-        }
-    }
+    let all = files_under(&dest);
     assert!(!all.is_empty(), "{out}");
     for f in &all {
         assert!(f.starts_with("opt/cm/"), "{f} is outside the prefix");
@@ -472,18 +478,8 @@ fn install_script_stays_inside_destdir_and_uninstalls() {
             .args(["--uninstall", "--prefix", "/opt/cm", "--destdir"])
             .arg(&dest),
     );
-    let mut files = 0;
-    let mut stack = vec![dest.clone()];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                files += 1;
-            }
-        }
-    }
-    assert_eq!(files, 0, "files left after --uninstall");
+    let left = files_under(&dest);
+    assert!(left.is_empty(), "files left after --uninstall: {left:?}");
 }
 
 /// The unprivileged user the non-root test mounts as (tests/pjdfstest.rs's user).
